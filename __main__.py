@@ -1,0 +1,16 @@
+"""ox-estate: an Open-Xchange App Suite estate as one Pulumi program.
+
+Thin on purpose: read and validate the stack config (nothing is created if it is wrong),
+build the estate, export the outputs other stacks reference.
+"""
+
+import pulumi
+
+from components import config
+from components.estate import Estate
+
+cfg = config.load()
+estate = Estate("ox", cfg)
+
+pulumi.export("hostAddresses", estate.host_addresses)
+pulumi.export("hostFacts", estate.host_facts)

@@ -1,0 +1,66 @@
+"""HostBaseline: what every estate host gets before any tier touches it.
+
+Creates, per host:
+- `<host>-facts`: reports OS, memory, CPUs, hostname and the packages its roles need (one JSON
+  line, parsed by `parse.parse_facts`); changes nothing.
+- `<host>-hosts-file`: a managed /etc/hosts block naming every estate host under its estate
+  name and its own hostname, taken from every host's facts.
+
+Tiers build on `HostBaseline.hosts`: the same hosts, whose steps wait for the baseline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pulumi
+
+from .config import EstateConfig, Role
+from .hosts import Host
+from .parse import parse_facts
+from .remote import run_script
+
+# Debian packages each role runs on. The facts step reports their versions (null when missing).
+ROLE_PACKAGES: dict[Role, list[str]] = {
+    Role.DB: ["mariadb-server", "mariadb-backup", "galera-4", "socat", "rsync", "python3-pymysql"],
+    Role.MW: ["haproxy"],
+    Role.WEB: ["apache2"],
+    Role.NFS: [],  # depends on filestore.implementation
+}
+
+
+def packages_for(cfg: EstateConfig, roles: frozenset[Role]) -> list[str]:
+    packages = {p for role in roles for p in ROLE_PACKAGES[role]}
+    if Role.NFS in roles and cfg.filestore:
+        packages.add("nfs-kernel-server" if cfg.filestore.implementation == "kernel" else "nfs-ganesha")
+    return sorted(packages)
+
+
+class HostBaseline(pulumi.ComponentResource):
+    hosts: dict[str, Host]
+    facts: pulumi.Output[dict]
+
+    def __init__(self, name: str, cfg: EstateConfig, hosts: dict[str, Host], opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ox-estate:host:Baseline", name, None, opts)
+
+        facts_steps = {
+            h.name: run_script(f"{h.name}-facts", h, "facts.sh.j2", parent=self,
+                               values={"packages": packages_for(cfg, h.roles)})
+            for h in hosts.values()
+        }
+        facts = {n: step.stdout.apply(lambda out, n=n: parse_facts(f"{n}-facts", out)) for n, step in facts_steps.items()}
+
+        # address, estate name, and the machine's own hostname where it differs.
+        entries = pulumi.Output.all(
+            *[pulumi.Output.all(h.address, facts[h.name]).apply(
+                lambda af, n=h.name: [af[0], [n] + ([af[1].hostname] if af[1].hostname != n else [])])
+              for h in hosts.values()]
+        )
+        self.hosts = {}
+        for h in hosts.values():
+            step = run_script(f"{h.name}-hosts-file", h, "hosts-file.sh.j2", parent=self,
+                              values={"entries": entries}, depends_on=list(facts_steps.values()))
+            self.hosts[h.name] = dataclasses.replace(h, ready=(*h.ready, step))
+
+        self.facts = pulumi.Output.all(**{n: f.apply(lambda f: f.model_dump()) for n, f in facts.items()})
+        self.register_outputs({"facts": self.facts})

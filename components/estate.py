@@ -1,0 +1,32 @@
+"""Estate: wires one stack's components together.
+
+Today: the stack's secrets, the hosts from the configured provider, and each host's baseline.
+The database, middleware, filestore and frontend tiers attach here as they land, each taking
+the hosts and the outputs of the tiers it depends on.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from .baseline import HostBaseline
+from .config import EstateConfig
+from .hosts import provision_hosts
+from .secrets import stack_secrets
+
+
+class Estate(pulumi.ComponentResource):
+    host_addresses: dict[str, pulumi.Input[str]]
+    host_facts: pulumi.Output[dict]
+
+    def __init__(self, name: str, cfg: EstateConfig, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ox-estate:index:Estate", name, None, opts)
+
+        self.secrets = stack_secrets(cfg, parent=self)
+        hosts = provision_hosts(cfg, self.secrets.ssh_private_key, parent=self)
+        baseline = HostBaseline(f"{name}-baseline", cfg, hosts, pulumi.ResourceOptions(parent=self))
+        self.hosts = baseline.hosts
+
+        self.host_addresses = {n: h.address for n, h in self.hosts.items()}
+        self.host_facts = baseline.facts
+        self.register_outputs({"hostAddresses": self.host_addresses, "hostFacts": self.host_facts})

@@ -1,0 +1,41 @@
+"""Parsing what steps print. Every machine-readable line a step prints is read here, and only here.
+
+A parser either returns a value or raises `StepOutputError` naming the step and quoting what it
+got, so a surprising tool output fails the deploy at the step that printed it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class StepOutputError(ValueError):
+    def __init__(self, step: str, expected: str, stdout: str):
+        shown = stdout if len(stdout) < 400 else stdout[:400] + "..."
+        super().__init__(f"step {step}: expected {expected}, got: {shown!r}")
+
+
+class HostFacts(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hostname: str
+    os: str
+    osVersion: str
+    memoryMb: int
+    cpus: int
+    packages: dict[str, str | None]
+
+    @property
+    def missing_packages(self) -> list[str]:
+        return sorted(p for p, v in self.packages.items() if v is None)
+
+
+def parse_facts(step: str, stdout: str) -> HostFacts:
+    """The facts step prints one JSON object on its last line."""
+    last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    try:
+        return HostFacts.model_validate(json.loads(last))
+    except (json.JSONDecodeError, ValidationError):
+        raise StepOutputError(step, "one JSON line of host facts", stdout) from None

@@ -1,0 +1,70 @@
+import copy
+import gc
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def ssh_key() -> str:
+    """A throwaway ed25519 private key in OpenSSH format."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+
+
+BASE_CONFIG = {
+    "provider": "static",
+    "ssh": {"user": "root"},
+    "hosts": [
+        {"name": "db1", "address": "10.0.0.11"},
+        {"name": "db2", "address": "10.0.0.12"},
+        {"name": "db3", "address": "10.0.0.13"},
+        {"name": "db4", "address": "10.0.0.14"},
+        {"name": "db5", "address": "10.0.0.15"},
+        {"name": "mw1", "address": "10.0.0.21"},
+        {"name": "mw2", "address": "10.0.0.22"},
+        {"name": "nfs1", "address": "10.0.0.31"},
+        {"name": "web1", "address": "10.0.0.41"},
+    ],
+    "database": {
+        "galera": {"nodes": ["db1", "db2", "db3"]},
+        "gtid": {"master": {"host": "db4", "serverId": 1}, "slave": {"host": "db5", "serverId": 2}},
+        "configdb": "galera",
+        "userdbs": ["galera", "gtid"],
+    },
+    "middleware": {"nodes": [{"host": "mw1", "jkroute": "OX1"}, {"host": "mw2", "jkroute": "OX2"}]},
+    "filestore": {"server": "nfs1"},
+    "frontend": {"nodes": ["web1"], "adminNetworks": ["10.0.0.0/24"]},
+}
+
+
+@pytest.fixture
+def stack_config(ssh_key):
+    """`stack_config(**overrides)`: a valid config (key -> value, no namespace) with overrides applied."""
+
+    def make(**overrides):
+        cfg = copy.deepcopy(BASE_CONFIG)
+        cfg["sshPrivateKey"] = ssh_key
+        cfg.update(copy.deepcopy(overrides))
+        return {k: v for k, v in cfg.items() if v is not None}
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _reset_pulumi_runtime():
+    """Leave no mocks, outputs or failed futures behind for the next test."""
+    yield
+    from pulumi.runtime import settings
+
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    gc.collect()
