@@ -127,7 +127,7 @@ class SshSettings(_Model):
 
 
 class AwsSettings(_Model):
-    region: str
+    # The region is the AWS provider's own setting: `pulumi config set aws:region eu-central-1`.
     vpc_id: str | None = None  # use an existing VPC instead of creating one
     vpc_cidr: Cidr = "10.20.0.0/16"
     subnet_cidrs: list[Cidr] = Field(default_factory=lambda: ["10.20.1.0/24"], min_length=1)
@@ -362,7 +362,7 @@ def _cross_checks(cfg: EstateConfig) -> list[tuple[str, str]]:
             if h.address is None:
                 problems.append((f"hosts[{i}].address", f"static host '{h.name}' needs an address"))
     elif cfg.aws is None:
-        problems.append(("aws", "the aws provider needs an 'aws' section (region, adminCidr)"))
+        problems.append(("aws", "the aws provider needs an 'aws' section (at least adminCidr)"))
     if cfg.secrets.ssh_private_key is None:
         problems.append(("sshPrivateKey", "missing SSH private key for the hosts: "
                          f"pulumi config set --secret {NAMESPACE}:sshPrivateKey < key"))

@@ -11,7 +11,7 @@ import json
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 
-class StepOutputError(ValueError):
+class StepOutputError(RuntimeError):
     def __init__(self, step: str, expected: str, stdout: str):
         shown = stdout if len(stdout) < 400 else stdout[:400] + "..."
         super().__init__(f"step {step}: expected {expected}, got: {shown!r}")

@@ -32,8 +32,8 @@ from .render import render, sha256
 _SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
-class SecretInScriptError(ValueError):
-    pass
+class SecretInScriptError(RuntimeError):
+    """Not a ValueError: the SDK re-wraps a ValueError raised from an input, hiding its type."""
 
 
 def run_script(

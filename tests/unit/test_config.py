@@ -1,0 +1,147 @@
+"""Config validation: every bad stack config fails with the key path, before any resource exists."""
+
+import pytest
+
+from components import config
+from components.config import ConfigError, parse
+from harness import run_program
+
+SECRET = {"sshPrivateKey"}
+
+# (case, overrides, key path named in the error, words the message must contain)
+BAD_CONFIGS = [
+    ("galera of two", {"database": {"galera": {"nodes": ["db1", "db2"]}, "configdb": "galera"}},
+     "database.galera.nodes", "odd number of nodes, at least 3 (got 2)"),
+    ("galera of four", {"database": {"galera": {"nodes": ["db1", "db2", "db3", "db4"]}, "configdb": "galera"}},
+     "database.galera.nodes", "(got 4)"),
+    ("duplicate jkroute", {"middleware": {"nodes": [{"host": "mw1", "jkroute": "OX1"}, {"host": "mw2", "jkroute": "OX1"}]}},
+     "middleware.nodes[1].jkroute", "duplicate jkroute 'OX1'"),
+    ("jkroute with a dot", {"middleware": {"nodes": [{"host": "mw1", "jkroute": "OX.1"}]}},
+     "middleware.nodes[0].jkroute", "not a valid route token"),
+    ("jkroute with a space", {"middleware": {"nodes": [{"host": "mw1", "jkroute": "OX 1"}]}},
+     "middleware.nodes[0].jkroute", "not a valid route token"),
+    ("duplicate host name", {"hosts": [{"name": "db1", "address": "10.0.0.11"}, {"name": "db1", "address": "10.0.0.12"}],
+                             "database": None, "middleware": None, "filestore": None, "frontend": None},
+     "hosts[1].name", "duplicate host name 'db1'"),
+    ("duplicate address", {"hosts": [{"name": "db1", "address": "10.0.0.11"}, {"name": "db2", "address": "10.0.0.11"}],
+                           "database": None, "middleware": None, "filestore": None, "frontend": None},
+     "hosts[1].address", "duplicate address 10.0.0.11"),
+    ("bad address", {"hosts": [{"name": "db1", "address": "10.0.0.300"}],
+                     "database": None, "middleware": None, "filestore": None, "frontend": None},
+     "hosts[0].address", "not an IPv4 address"),
+    ("same server-id", {"database": {"gtid": {"master": {"host": "db4", "serverId": 7}, "slave": {"host": "db5", "serverId": 7}},
+                                     "configdb": "gtid"}},
+     "database.gtid.slave.serverId", "server-id 7 is already the master's"),
+    ("unknown mariadb version", {"versions": {"database": {"flavor": "mariadb", "version": "10.3"}}},
+     "versions.database.version", "unknown mariadb version '10.3' (supported: mariadb 10.11)"),
+    ("unknown flavor", {"versions": {"database": {"flavor": "postgres", "version": "16"}}},
+     "versions.database.flavor", "'mariadb' or 'mysql'"),
+    ("missing ssh key", {"sshPrivateKey": None},
+     "sshPrivateKey", "missing SSH private key"),
+    ("ssh key that is not a key", {"sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nnope\n-----END OPENSSH PRIVATE KEY-----"},
+     "sshPrivateKey", "not a usable unencrypted private key"),
+    ("cidr that does not parse", {"frontend": {"nodes": ["web1"], "adminNetworks": ["10.0.0.0/33"]}},
+     "frontend.adminNetworks[0]", "not an IPv4 CIDR"),
+    ("cidr with host bits", {"frontend": {"nodes": ["web1"], "adminNetworks": ["10.0.0.5/24"]}},
+     "frontend.adminNetworks[0]", "has host bits set"),
+    ("aws admin cidr", {"provider": "aws", "aws": {"adminCidr": "office"}},
+     "aws.adminCidr", "not an IPv4 CIDR"),
+    ("frontend without middleware", {"middleware": None},
+     "frontend", "needs middleware backend nodes"),
+    ("frontend with only a provisioning node",
+     {"middleware": {"nodes": [{"host": "mw1", "jkroute": "PROV", "role": "provisioning"}]}},
+     "frontend", "needs middleware backend nodes"),
+    ("sql_mode the matrix does not allow", {"database": {"galera": {"nodes": ["db1", "db2", "db3"]}, "configdb": "galera",
+                                                         "tuning": {"sqlMode": "NO_ENGINE_SUBSTITUTION,STRICT_TRANS_TABLES"}}},
+     "database.tuning.sqlMode", "STRICT_TRANS_TABLES not supported for App Suite 8 on mariadb 10.11"),
+    ("only_full_group_by on mariadb", {"database": {"galera": {"nodes": ["db1", "db2", "db3"]}, "configdb": "galera",
+                                                    "tuning": {"sqlMode": "ONLY_FULL_GROUP_BY"}}},
+     "database.tuning.sqlMode", "ONLY_FULL_GROUP_BY not supported"),
+    ("app suite too old for mariadb 10.11", {"versions": {"appsuite": "7.8.4"}},
+     "versions.appsuite", "App Suite 7.8.4 is not supported on mariadb 10.11"),
+    ("unknown host reference", {"filestore": {"server": "nfs9"}},
+     "filestore.server", "unknown host 'nfs9'"),
+    ("two db servers on one host", {"database": {"galera": {"nodes": ["db1", "db2", "db3"]},
+                                                 "standalone": {"host": "db1"}, "configdb": "galera"}},
+     "database.standalone.host", "already holds a database server"),
+    ("configdb names an absent topology", {"database": {"galera": {"nodes": ["db1", "db2", "db3"]}, "configdb": "gtid"}},
+     "database.configdb", "'gtid' is named but database.gtid is not configured"),
+    ("static host without address", {"hosts": [{"name": "db1"}], "database": None, "middleware": None,
+                                     "filestore": None, "frontend": None},
+     "hosts[0].address", "static host 'db1' needs an address"),
+    ("typo in a key", {"middleware": {"nodes": [{"host": "mw1", "jkroute": "OX1"}], "clustername": "x"}},
+     "middleware.clustername", "Extra inputs are not permitted"),
+    ("unknown top-level key", {"databse": {}},
+     "databse", "unknown key"),
+]
+
+
+@pytest.mark.parametrize("case,overrides,path,words", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_names_the_key(stack_config, case, overrides, path, words):
+    """The error names the key path the operator must fix, in Pulumi's --path syntax."""
+    with pytest.raises(ConfigError) as err:
+        parse(stack_config(**overrides), SECRET)
+    assert f"ox-estate:{path}: " in str(err.value)
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize("case,overrides,path,words", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_registers_nothing(stack_config, case, overrides, path, words):
+    """The program fails before registering any resource: only the root stack exists."""
+    recording = None
+    with pytest.raises(ConfigError, match=path.replace("[", r"\[").replace("]", r"\]")):
+        recording = run_program(stack_config(**overrides), SECRET)
+    assert recording is None or recording.non_stack == []
+    # The harness recorded into a Recording the program never returned; check the monitor side too.
+    from pulumi.runtime.settings import SETTINGS
+    registered = [urn for urn in SETTINGS.monitor.resources if "pulumi:pulumi:Stack" not in urn]
+    assert registered == []
+
+
+def test_plain_text_password_is_refused(stack_config):
+    """A password set without --secret would sit in the stack file in clear text."""
+    with pytest.raises(ConfigError, match=r"ox-estate:mysqlRootPassword: holds a secret but is stored in plain text"):
+        parse(stack_config(mysqlRootPassword="hunter2hunter2"), SECRET)
+
+
+def test_every_problem_is_reported_at_once(stack_config):
+    """An operator fixes the whole file in one go rather than one error per run."""
+    cfg = stack_config(middleware={"nodes": [{"host": "mw1", "jkroute": "OX1"}, {"host": "mw2", "jkroute": "OX1"}]},
+                       filestore={"server": "nfs9"})
+    with pytest.raises(ConfigError) as err:
+        parse(cfg, SECRET)
+    paths = [p for p, _ in err.value.problems]
+    assert "middleware.nodes[1].jkroute" in paths and "filestore.server" in paths
+
+
+@pytest.mark.parametrize("stack", ["lab", "example-aws", "example-static"])
+def test_shipped_stack_files_are_valid(stack, ssh_key):
+    """The stack files in stacks/ parse, so the README's examples work as written."""
+    import yaml
+
+    from harness import ROOT
+
+    raw = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
+    values = {k.partition(":")[2]: v for k, v in raw.items() if k.startswith("ox-estate:")}
+    cfg = parse({**values, "sshPrivateKey": ssh_key}, SECRET)
+    assert cfg.hosts
+
+
+def test_valid_config_defaults(stack_config):
+    cfg = parse(stack_config(), SECRET)
+    assert cfg.versions.database.version == "10.11"
+    assert cfg.sql_mode == "NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION"
+    assert cfg.database.tuning.durability == "ox"
+    assert cfg.roles_of("db1") == {config.Role.DB}
+    assert cfg.middleware.nodes[1].jkroute == "OX2"
+
+
+def test_colocated_frontend_gives_backends_the_web_role(stack_config):
+    cfg = parse(stack_config(frontend={"mode": "colocated"}), SECRET)
+    assert cfg.roles_of("mw1") == {config.Role.MW, config.Role.WEB}
+
+
+def test_valid_sql_mode_subset_is_accepted(stack_config):
+    cfg = parse(stack_config(database={"galera": {"nodes": ["db1", "db2", "db3"]}, "configdb": "galera",
+                                       "tuning": {"sqlMode": "NO_ENGINE_SUBSTITUTION"}}), SECRET)
+    assert cfg.sql_mode == "NO_ENGINE_SUBSTITUTION"
