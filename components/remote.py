@@ -84,13 +84,21 @@ def run_script(
     )
 
 
-def _command(step: str, host: Host, template: str, values: dict[str, Any]) -> pulumi.Output[str]:
-    """`bash -c '<script>' <step>`: the script text is argv, so it must hold no secret."""
-    script = pulumi.Output.all(**values).apply(
-        lambda v: render("prelude.sh.j2", step=step, host=host.name)
-        + render(f"scripts/{template}", step=step, host=host.name, **v)
+def render_step(step: str, host_name: str, template: str, values: Mapping[str, Any]) -> str:
+    """The full script of a step: the shared prelude, then `templates/scripts/<template>`."""
+    return render("prelude.sh.j2", step=step, host=host_name) + render(
+        f"scripts/{template}", step=step, host=host_name, **values
     )
-    return _refuse_secret(step, script).apply(lambda s: render("command.j2", script=s, step=step))
+
+
+def command_line(step: str, script: str) -> str:
+    """`bash -c '<script>' <step>`: what the provider runs; visible in `ps`, so never a secret."""
+    return render("command.j2", script=script, step=step)
+
+
+def _command(step: str, host: Host, template: str, values: dict[str, Any]) -> pulumi.Output[str]:
+    script = pulumi.Output.all(**values).apply(lambda v: render_step(step, host.name, template, v))
+    return _refuse_secret(step, script).apply(lambda s: command_line(step, s))
 
 
 def _refuse_secret(step: str, script: pulumi.Output[str]) -> pulumi.Output[str]:

@@ -1,0 +1,107 @@
+"""Host providers under mocks: both yield the same hosts; AWS opens each port only to its peers."""
+
+import pytest
+
+from components.aws_hosts import SG_RULES
+from components.sshkeys import public_key_of
+from harness import is_secret, run_program, unwrap
+
+AWS = {"provider": "aws", "ssh": {"user": "admin"}, "aws": {"adminCidr": "203.0.113.0/24"},
+       "hosts": [{"name": n} for n in ["db1", "db2", "db3", "mw1", "mw2", "nfs1", "web1"]],
+       "database": {"galera": {"nodes": ["db1", "db2", "db3"]}, "configdb": "galera"}}
+# Ports that carry database, cluster or file traffic: never open to the world.
+INTERNAL_PORTS = {3306, 4444, 4567, 4568, 9200, 5701, 2049, 8009}
+
+
+@pytest.fixture
+def aws_recording(stack_config):
+    return run_program(stack_config(**AWS), {"sshPrivateKey"})
+
+
+def _ingress(recording):
+    return [unwrap(r.inputs) | {"name": r.name}
+            for r in recording.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
+
+
+def test_no_internal_port_is_open_to_the_world(aws_recording):
+    rules = _ingress(aws_recording)
+    assert len(rules) == len(SG_RULES)
+    for rule in rules:
+        if rule.get("cidrIpv4") == "0.0.0.0/0":
+            assert rule["fromPort"] in (80, 443), rule["name"]
+        if rule["fromPort"] in INTERNAL_PORTS:
+            assert "referencedSecurityGroupId" in rule and "cidrIpv4" not in rule, rule["name"]
+
+
+def test_ssh_only_from_the_admin_cidr(aws_recording):
+    ssh = [r for r in _ingress(aws_recording) if r["fromPort"] <= 22 <= r["toPort"]]
+    assert [r["cidrIpv4"] for r in ssh] == ["203.0.113.0/24"]
+
+
+def test_each_port_admits_exactly_its_peers(aws_recording):
+    """The rules reference the peer group's id: db 3306 from mw and db, Galera ports from db only."""
+    groups = {r.name.removeprefix("hosts-sg-"): f"{r.name}-id"
+              for r in aws_recording.of_type("aws:ec2/securityGroup:SecurityGroup")}
+    assert set(groups) == {"db", "mw", "web", "nfs", "admin"}
+    admitted = {}
+    for r in _ingress(aws_recording):
+        to = next(g for g, gid in groups.items() if gid == r["securityGroupId"])
+        source = next((g for g, gid in groups.items() if gid == r.get("referencedSecurityGroupId")), r.get("cidrIpv4"))
+        admitted.setdefault((to, r["fromPort"]), set()).add(source)
+    assert admitted[("db", 3306)] == {"mw", "db"}
+    for port in (4444, 4567, 4568):
+        assert admitted[("db", port)] == {"db"}
+    assert admitted[("db", 9200)] == {"mw"}
+    assert admitted[("mw", 5701)] == {"mw"}
+    assert admitted[("mw", 8009)] == {"web"}
+    assert admitted[("nfs", 2049)] == {"mw"}
+
+
+def test_instances_get_the_groups_of_their_roles(aws_recording):
+    instances = {r.name.removeprefix("hosts-"): unwrap(r.inputs) for r in aws_recording.of_type("aws:ec2/instance:Instance")}
+    assert set(instances) == {"db1", "db2", "db3", "mw1", "mw2", "nfs1", "web1"}
+    assert instances["db1"]["vpcSecurityGroupIds"] == ["hosts-sg-admin-id", "hosts-sg-db-id"]
+    assert instances["mw1"]["vpcSecurityGroupIds"] == ["hosts-sg-admin-id", "hosts-sg-mw-id"]
+    assert instances["db1"]["ami"] == "ami-0debian12"  # looked up, not hard-coded
+    assert instances["db1"]["instanceType"] == "m6i.large"
+    assert instances["mw1"]["instanceType"] == "m6i.xlarge"
+    assert instances["web1"]["metadataOptions"]["httpTokens"] == "required"
+
+
+def test_debian_ami_is_looked_up(aws_recording):
+    assert "aws:ec2/getAmi:getAmi" in [tok for tok, _ in aws_recording.invokes]
+
+
+def test_key_pair_is_derived_from_the_ssh_key(aws_recording, ssh_key):
+    (key_pair,) = aws_recording.of_type("aws:ec2/keyPair:KeyPair")
+    assert key_pair.inputs["publicKey"] == public_key_of(ssh_key)
+    assert key_pair.inputs["publicKey"].startswith("ssh-ed25519 ")
+
+
+def test_commands_reach_aws_hosts_on_their_public_address(aws_recording):
+    """Without a bastion, SSH goes to the public IP; peers still use the private one."""
+    facts = aws_recording.named("mw1-facts")
+    assert unwrap(facts.inputs["connection"])["host"].startswith("198.51.100.")
+    assert unwrap(facts.inputs["connection"])["user"] == "admin"
+    instance = aws_recording.named("hosts-mw1")
+    assert instance.urn in facts.dependencies  # steps wait for their instance
+    assert aws_recording.outputs["hostAddresses"]["mw1"].startswith("10.20.1.")
+
+
+def test_existing_vpc_is_used_as_given(stack_config):
+    aws = dict(AWS, aws={"adminCidr": "203.0.113.0/24", "vpcId": "vpc-123", "subnetIds": ["subnet-a", "subnet-b"]})
+    recording = run_program(stack_config(**aws), {"sshPrivateKey"})
+    assert recording.of_type("aws:ec2/vpc:Vpc") == []
+    subnets = {unwrap(r.inputs)["subnetId"] for r in recording.of_type("aws:ec2/instance:Instance")}
+    assert subnets == {"subnet-a", "subnet-b"}
+
+
+def test_static_hosts_through_a_bastion(stack_config, ssh_key):
+    recording = run_program(stack_config(ssh={"user": "root", "bastion": {"address": "192.0.2.1", "user": "jump"}}),
+                            {"sshPrivateKey"})
+    conn = recording.named("db1-facts").inputs["connection"]
+    assert is_secret(conn)
+    proxy = unwrap(conn)["proxy"]
+    assert proxy["host"] == "192.0.2.1" and proxy["user"] == "jump" and proxy["privateKey"] == ssh_key
+    assert unwrap(conn)["host"] == "10.0.0.11"
+    assert recording.of_type("aws:ec2/instance:Instance") == []
