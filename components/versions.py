@@ -26,6 +26,14 @@ class DbRelease:
     server_package: str
     galera_package: str | None
     galera_provider: str | None
+    # Options from the oxpedia pages this release refuses or ignores, with why. The templates
+    # leave them out and list them in a comment, so the choice is visible in the rendered file.
+    dropped_options: tuple[tuple[str, str], ...] = ()
+    # Options renamed since the pages were written: page name -> what this release uses.
+    renamed_options: tuple[tuple[str, str], ...] = ()
+
+    def keeps(self, option: str) -> bool:
+        return option not in dict(self.dropped_options)
 
 
 # The releases the templates are written and lab-tested for. Keys are "flavor version".
@@ -36,6 +44,20 @@ DB_RELEASES: dict[tuple[DbFlavor, str], DbRelease] = {
         server_package="mariadb-server",
         galera_package="galera-4",
         galera_provider="/usr/lib/galera/libgalera_smm.so",
+        dropped_options=(
+            ("innodb_additional_mem_pool_size", "refused: mariadbd will not start (removed in 10.0)"),
+            ("innodb_use_sys_malloc", "refused: mariadbd will not start"),
+            ("innodb_support_xa", "refused: mariadbd will not start (XA is always on)"),
+            ("wsrep_replicate_myisam", "refused: replaced by wsrep_mode=REPLICATE_MYISAM"),
+            ("innodb_locks_unsafe_for_binlog", "removed in 10.5: accepted but does nothing"),
+            ("innodb_log_files_in_group", "removed in 10.5: one redo log file"),
+            ("innodb_buffer_pool_instances", "removed in 10.5: one buffer pool"),
+            ("innodb_file_format", "removed: Barracuda is the only format"),
+            ("innodb_large_prefix", "removed: large prefixes are always on"),
+            ("thread_concurrency", "removed"),
+            ("innodb_thread_concurrency", "removed in 10.6: accepted but does nothing"),
+        ),
+        renamed_options=(("wsrep_causal_reads", "wsrep_sync_wait=1"),),
     ),
 }
 
