@@ -1,0 +1,250 @@
+#!/usr/bin/python3
+"""LAB STAND-IN for the Open-Xchange middleware service -- NOT PRODUCT CODE.
+
+Installed on a lab host as /opt/open-xchange/sbin/open-xchange (the real
+package's foreground start script has that name) and started by the
+stand-in /etc/init.d/open-xchange.
+
+* reads etc/server.properties (com.openexchange.server.backendRoute,
+  com.openexchange.connector.networkListenerHost/-Port), etc/system.properties
+  (SERVER_NAME), etc/configdb.properties (writeUrl + credentials) and
+  etc/rmi.properties (com.openexchange.rmi.host/-port);
+* refuses to start (logs, exit 1) unless the configdb is reachable with the
+  configured credentials;
+* HTTP on networkListenerHost:8009 ("*" = all addresses; oxinstaller's
+  default is localhost, so a cluster node needs --network-listener-host=*):
+  any request under /appsuite, /ajax, /servlet, /webservices, /usm-json ...
+  gets 200 + JSON naming the node and path, plus a ``JSESSIONID=<digits>.<route>``
+  cookie when the request carries no session id;
+* the "RMI admin daemon" on com.openexchange.rmi.host:1099 (localhost by
+  default): a tiny line protocol the stand-in CLTs use as their lookup.
+
+Usage: open-xchange [--daemon] [--pidfile /run/open-xchange.pid]
+                    [--logfile /var/log/open-xchange/open-xchange.log] [--ready-timeout 30]
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_here = os.path.dirname(os.path.realpath(__file__))
+sys.path[0:0] = [os.path.join(_here, "..", "lib"), _here]
+
+from oxstandin import config, configdb  # noqa: E402
+
+PREFIXES = ("/appsuite", "/ajax", "/servlet", "/webservices", "/usm-json-servlet", "/usm-json",
+            "/realtime", "/rt2", "/infostore", "/publications", "/Microsoft-Server-ActiveSync", "/drive",
+            "/socket.io", "/api", "/preliminary", "/oauth", "/dav", "/carddav", "/caldav", "/axis2")
+
+LOG = {"path": None}
+
+
+def log(msg):
+    line = "%s STANDIN open-xchange: %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), msg)
+    if LOG["path"]:
+        try:
+            os.makedirs(os.path.dirname(LOG["path"]), exist_ok=True)
+            with open(LOG["path"], "a", encoding="utf-8") as fh:
+                fh.write(line)
+        except OSError:
+            pass
+    sys.stderr.write(line)
+    sys.stderr.flush()
+
+
+def make_handler(settings):
+    route = settings["route"]
+    server_name = settings["server_name"]
+    hostname = socket.gethostname()
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "OX-StandIn"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *args):  # keep the log quiet
+            pass
+
+        def _answer(self, with_body=True):
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            raw_path = self.path.split("?", 1)[0]
+            plain = "/".join(seg.split(";", 1)[0] for seg in raw_path.split("/"))
+            if not any(plain == pre or plain.startswith(pre + "/") for pre in PREFIXES):
+                body = b'{"error":"not found"}\n'
+                self.send_response(404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if with_body:
+                    self.wfile.write(body)
+                return
+            cookies = self.headers.get("Cookie") or ""
+            session = None
+            for part in cookies.split(";"):
+                key, _, val = part.strip().partition("=")
+                if key == "JSESSIONID":
+                    session = val
+            if session is None and ";jsessionid=" in raw_path:
+                session = raw_path.split(";jsessionid=", 1)[1].split(";", 1)[0].split("/", 1)[0]
+            new_cookie = None
+            if session is None:
+                new_cookie = "%d.%s" % (random.randrange(10 ** 18, 10 ** 19), route)
+            body = json.dumps({
+                "standin": True, "node": "%s/%s" % (server_name, route), "server_name": server_name,
+                "route": route, "hostname": hostname, "method": self.command, "path": plain,
+                "jsessionid": session or new_cookie,
+            }).encode() + b"\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if new_cookie:
+                self.send_header("Set-Cookie", "JSESSIONID=%s; Path=/; HttpOnly" % new_cookie)
+            self.end_headers()
+            if with_body:
+                self.wfile.write(body)
+
+        def do_GET(self):
+            self._answer()
+
+        def do_HEAD(self):
+            self._answer(with_body=False)
+
+        do_POST = do_PUT = do_DELETE = do_OPTIONS = do_GET
+
+    return Handler
+
+
+class RmiHandler(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.request.settimeout(5)
+        try:
+            self.rfile.readline(256)
+            self.wfile.write(("OK %s\n" % self.server.route).encode())
+        except OSError:
+            pass
+
+
+class RmiServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+class HttpServer(ThreadingHTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def preflight():
+    try:
+        settings = config.server_settings()
+        db = config.configdb_settings("write")
+    except (OSError, ValueError) as exc:
+        log("FATAL: configuration incomplete: %s" % exc)
+        return None
+    if not settings["route"]:
+        log("WARNING: com.openexchange.server.backendRoute not set in server.properties")
+    try:
+        conn = configdb.connect(db["host"], db["port"], db["user"], db["password"], db["database"])
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM server")
+        conn.close()
+    except Exception as exc:  # pymysql errors and socket errors alike
+        log("FATAL: cannot connect to configdb %s@%s:%s/%s: %s -- refusing to start"
+            % (db["user"], db["host"], db["port"], db["database"], exc))
+        return None
+    return settings
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="open-xchange", description="LAB STAND-IN OX middleware")
+    ap.add_argument("--daemon", action="store_true")
+    ap.add_argument("--pidfile", default="/run/open-xchange.pid")
+    ap.add_argument("--logfile", default="/var/log/open-xchange/open-xchange.log")
+    ap.add_argument("--ready-timeout", type=float, default=30.0)
+    opts = ap.parse_args(argv)
+    LOG["path"] = opts.logfile
+
+    settings = preflight()
+    if settings is None:
+        return 1
+    try:
+        httpd = HttpServer((settings["http_host"], settings["http_port"]), make_handler(settings))
+        rmid = RmiServer((settings["rmi_host"], settings["rmi_port"]), RmiHandler)
+        rmid.route = settings["route"]
+    except OSError as exc:
+        log("FATAL: cannot bind listeners: %s" % exc)
+        return 1
+
+    if opts.daemon:
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid > 0:
+            os.close(wfd)
+            deadline = time.monotonic() + opts.ready_timeout
+            import select
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([rfd], [], [], max(0.0, deadline - time.monotonic()))
+                if ready:
+                    data = os.read(rfd, 16)
+                    if data.startswith(b"R"):
+                        return 0
+                    break
+            log("FATAL: middleware did not become ready within %.0fs" % opts.ready_timeout)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+            return 1
+        os.close(rfd)
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        try:
+            os.makedirs(os.path.dirname(opts.logfile) or ".", exist_ok=True)
+            logfd = os.open(opts.logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        except OSError:
+            logfd = devnull
+        os.dup2(logfd, 1)
+        os.dup2(logfd, 2)
+        LOG["path"] = None  # stderr now is the log file
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    for srv in (httpd, rmid):
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    if opts.pidfile:
+        tmp = opts.pidfile + ".tmp"
+        with open(tmp, "w") as fh:
+            fh.write("%d\n" % os.getpid())
+        os.replace(tmp, opts.pidfile)
+    log("started: server %s route %s http %s:%d rmi %s:%d" % (
+        settings["server_name"], settings["route"], settings["http_host"], settings["http_port"],
+        settings["rmi_host"], settings["rmi_port"]))
+    if opts.daemon:
+        os.write(wfd, b"R")
+        os.close(wfd)
+    stop.wait()
+    log("stopping")
+    for srv in (httpd, rmid):
+        srv.shutdown()
+        srv.server_close()
+    try:
+        with open(opts.pidfile) as fh:
+            if fh.read().strip() == str(os.getpid()):
+                os.unlink(opts.pidfile)
+    except OSError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

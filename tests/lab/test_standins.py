@@ -1,0 +1,372 @@
+"""Tests for the LAB STAND-INS of OX's CLTs and middleware (lab/standins/).
+
+Needs root-free-ish local tools only: mariadbd + mariadb-install-db (apt
+mariadb-server) and /usr/bin/python3 with python3-pymysql.  Starts a
+throwaway mariadbd on 127.0.0.1 with a temp datadir, installs the stand-ins
+below a temp root (OX_STANDIN_ROOT), and drives them as the product would.
+Only processes started here are stopped; all traffic is loopback.
+"""
+
+import csv
+import http.client
+import io
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+STANDINS = REPO / "lab" / "standins"
+SYS_PY = "/usr/bin/python3"
+
+sys.path.insert(0, str(STANDINS))
+import layout  # noqa: E402
+
+MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
+
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists(MARIADBD) or not os.path.exists(INSTALL_DB),
+                       reason="mariadb-server not installed"),
+    pytest.mark.skipif(subprocess.run([SYS_PY, "-c", "import pymysql"], capture_output=True).returncode != 0,
+                       reason="python3-pymysql not installed for /usr/bin/python3"),
+]
+
+DB_PASS = "db-Secret-1"
+MASTER_PASS = "master-Secret-2"
+ADMIN_PASS = "ctxadmin-Secret-3"
+USER_PASS = "user-Secret-4"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port_closed(port, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module")
+def mariadb(tmp_path_factory):
+    base = tmp_path_factory.mktemp("mariadb")
+    datadir = base / "data"
+    port = free_port()
+    subprocess.run([INSTALL_DB, "--no-defaults", "--user=root", "--datadir=%s" % datadir,
+                    "--auth-root-authentication-method=normal", "--skip-test-db"],
+                   check=True, capture_output=True, timeout=180)
+    log = open(base / "mariadbd.out", "wb")
+    proc = subprocess.Popen([MARIADBD, "--no-defaults", "--user=root", "--datadir=%s" % datadir,
+                             "--port=%d" % port, "--bind-address=127.0.0.1",
+                             "--socket=%s" % (base / "mysqld.sock"), "--pid-file=%s" % (base / "mysqld.pid"),
+                             "--log-error=%s" % (base / "error.log"), "--skip-log-bin",
+                             "--innodb-buffer-pool-size=32M", "--skip-name-resolve"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            r = subprocess.run([SYS_PY, "-c", "import pymysql,sys; pymysql.connect(host='127.0.0.1', port=%d, "
+                                "user='root', password='', connect_timeout=2).close()" % port],
+                               capture_output=True)
+            if r.returncode == 0:
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mariadbd did not come up: %s" % (base / "error.log").read_text()[-2000:])
+            time.sleep(0.3)
+        yield {"port": port, "proc": proc}
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def ox(tmp_path_factory):
+    """Stand-ins installed below a temp root, plus ports for the middleware."""
+    base = tmp_path_factory.mktemp("oxroot")
+    layout.install(str(base))
+    root = base / "opt" / "open-xchange"
+    env = dict(os.environ)
+    for key in ("ADMIN_PASSWORD", "NEW_USER_PASSWORD", "RMI_HOSTNAME"):
+        env.pop(key, None)
+    http_port, rmi_port = free_port(), free_port()
+    env.update({
+        "OX_STANDIN_ROOT": str(root),
+        "OX_STANDIN_PIDFILE": str(base / "open-xchange.pid"),
+        "OX_STANDIN_LOGFILE": str(base / "log" / "open-xchange.log"),
+        "RMI_HOSTNAME": "rmi://127.0.0.1:%d/" % rmi_port,
+    })
+    info = {"base": base, "root": root, "env": env, "http_port": http_port, "rmi_port": rmi_port,
+            "init": str(base / "etc" / "init.d" / "open-xchange")}
+    yield info
+    # stop only the middleware this module started (pid from its own pidfile)
+    pidfile = base / "open-xchange.pid"
+    if pidfile.exists():
+        subprocess.run([info["init"], "stop"], env=env, capture_output=True, timeout=30)
+        try:
+            pid = int(pidfile.read_text().strip())
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
+def tool(ox, name, *args, env=None):
+    e = dict(ox["env"])
+    e.update(env or {})
+    return subprocess.run([SYS_PY, str(ox["root"] / "sbin" / name), *args], env=e,
+                          capture_output=True, text=True, timeout=60)
+
+
+def master(*args):
+    return ("-A", "oxadminmaster", "-P", MASTER_PASS) + args
+
+
+def configure_ports(ox):
+    sys.path.insert(0, str(STANDINS))
+    from oxstandin.props import set_properties
+    etc = ox["root"] / "etc"
+    set_properties(str(etc / "server.properties"),
+                   {"com.openexchange.connector.networkListenerPort": str(ox["http_port"])})
+    set_properties(str(etc / "rmi.properties"), {"com.openexchange.rmi.port": str(ox["rmi_port"])})
+
+
+def oxinstaller_args(mariadb, route, dbpass=DB_PASS):
+    return ("--no-license", "--servername=oxserver", "--configdb-readhost=127.0.0.1",
+            "--configdb-writehost=127.0.0.1", "--configdb-readport=%d" % mariadb["port"],
+            "--configdb-writeport=%d" % mariadb["port"], "--configdb-user=openexchange",
+            "--configdb-pass=%s" % dbpass, "--master-pass=%s" % MASTER_PASS, "--jkroute=%s" % route,
+            "--network-listener-host=localhost", "--servermemory", "1024")
+
+
+def parse_table(text):
+    lines = text.splitlines()
+    header = lines[0].split()
+    return [dict(zip(header, line.split())) for line in lines[1:] if line.strip()]
+
+
+# --------------------------------------------------------------------------- tests
+
+def test_every_file_says_it_is_a_standin():
+    for target, src in layout.files().items():
+        assert target.startswith(("/opt/open-xchange/", "/etc/init.d/"))
+        assert "STAND-IN" in src.read_text()[:1500], src
+
+
+def test_argument_errors(ox):
+    r = tool(ox, "registerdatabase")
+    assert r.returncode == 104
+    assert 'Error: Option(s) "name,dbpasswd,master" missing' in r.stderr
+    assert "database could not be registered: " in r.stderr
+    assert "Usage: registerdatabase" in r.stderr
+
+    r = tool(ox, "registerserver", "-n", "x", "--bogus")
+    assert r.returncode == 111
+    assert "Error: Unrecognized options on the command line: Unknown option '--bogus'" in r.stderr
+
+    r = tool(ox, "registerfilestore", "-Z")
+    assert r.returncode == 111
+
+    r = tool(ox, "oxinstaller", "--no-license", "--bogus-option=1")
+    assert r.returncode == 1
+    assert "oxinstaller: unrecognized option '--bogus-option'" in r.stderr
+
+    r = tool(ox, "oxinstaller", "--servername=x")
+    assert r.returncode == 1
+    assert "--no-license" in r.stderr and "--configdb-pass" in r.stderr
+
+    r = tool(ox, "initconfigdb", "--configdb-user=openexchange")
+    assert r.returncode == 1
+    assert "--configdb-pass" in r.stderr
+
+    r = tool(ox, "registerdatabase", *master("-n", "x", "-p", "y", "-m", "false"))
+    assert r.returncode == 104
+    assert "master id must be set if this database isn't the master" in r.stderr
+
+
+def test_clts_refused_without_admin_daemon(ox):
+    r = tool(ox, "listserver", *master())
+    assert r.returncode == 105
+    assert "Connection refused to host: 127.0.0.1" in r.stderr
+
+
+def test_initconfigdb(ox, mariadb):
+    common = ("--configdb-user=openexchange", "--configdb-pass=%s" % DB_PASS, "--configdb-host=127.0.0.1",
+              "--configdb-port=%d" % mariadb["port"])
+    r = tool(ox, "initconfigdb", *common, "-a", "--mysql-root-user=root", "--mysql-root-passwd=")
+    assert r.returncode == 0, r.stderr
+    r = tool(ox, "initconfigdb", *common)
+    assert r.returncode == 1 and "database exists" in r.stderr
+    r = tool(ox, "initconfigdb", *common, "-i")
+    assert r.returncode == 0, r.stderr
+    assert "WARNING" in r.stderr and "dropping" in r.stderr
+
+
+def test_oxinstaller_writes_properties_idempotently(ox, mariadb):
+    etc = ox["root"] / "etc"
+    r = tool(ox, "oxinstaller", *oxinstaller_args(mariadb, "OX9"))
+    assert r.returncode == 0, r.stderr
+    r = tool(ox, "oxinstaller", *oxinstaller_args(mariadb, "OX1"))
+    assert r.returncode == 0, r.stderr
+    server = (etc / "server.properties").read_text()
+    assert server.count("com.openexchange.server.backendRoute=") == 1
+    assert "com.openexchange.server.backendRoute=OX1" in server
+    cdb = (etc / "configdb.properties").read_text()
+    assert "writeUrl=jdbc:mysql://127.0.0.1:%d/configdb" % mariadb["port"] in cdb
+    assert "readUrl=jdbc:mysql://127.0.0.1:%d/configdb" % mariadb["port"] in cdb
+    assert "writeProperty.1=user=openexchange" in cdb and "writeProperty.2=password=%s" % DB_PASS in cdb
+    assert "SERVER_NAME=oxserver" in (etc / "system.properties").read_text()
+    mpasswd = (etc / "mpasswd").read_text()
+    assert "oxadminmaster:" in mpasswd and MASTER_PASS not in mpasswd
+    assert oct((etc / "mpasswd").stat().st_mode & 0o777) == "0o600"
+    configure_ports(ox)
+
+
+def test_middleware_refuses_wrong_credentials(ox, mariadb):
+    etc = ox["root"] / "etc"
+    saved = (etc / "configdb.properties").read_text()
+    try:
+        (etc / "configdb.properties").write_text(saved.replace("password=%s" % DB_PASS, "password=wrong"))
+        r = subprocess.run([ox["init"], "start"], env=ox["env"], capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0
+        log = pathlib.Path(ox["env"]["OX_STANDIN_LOGFILE"]).read_text()
+        assert "cannot connect to configdb" in log and "refusing to start" in log
+        st = subprocess.run([ox["init"], "status"], env=ox["env"], capture_output=True, timeout=30)
+        assert st.returncode == 3
+        assert wait_port_closed(ox["http_port"], timeout=1)
+    finally:
+        (etc / "configdb.properties").write_text(saved)
+
+
+def test_middleware_start_and_registration_chain(ox, mariadb):
+    r = subprocess.run([ox["init"], "start"], env=ox["env"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert subprocess.run([ox["init"], "status"], env=ox["env"], capture_output=True).returncode == 0
+
+    # wrong master password / missing credentials
+    r = tool(ox, "listserver", "-A", "oxadminmaster", "-P", "nope")
+    assert r.returncode == 101 and "Authentication failed" in r.stderr
+    r = tool(ox, "listserver")
+    assert r.returncode == 104 and 'Options "adminuser, adminpass" missing' in r.stderr
+
+    r = tool(ox, "registerserver", *master("-n", "oxserver"))
+    assert (r.returncode, r.stdout) == (0, "server 1 registered\n"), r.stderr
+    r = tool(ox, "registerserver", *master("--name", "oxserver"))
+    assert r.returncode != 0 and "already exists" in r.stderr
+
+    store = ox["base"] / "filestore"
+    r = tool(ox, "registerfilestore", *master("-t", "file:%s" % store, "-s", "1000000", "-x", "1000000"))
+    assert (r.returncode, r.stdout) == (0, "filestore 2 registered\n"), r.stderr
+    r = tool(ox, "registerfilestore", *master("--storepath=file:%s" % store))
+    assert r.returncode != 0 and "already exists" in r.stderr
+
+    # password for -P taken from ADMIN_PASSWORD (the real CLTs' env option)
+    r = tool(ox, "registerdatabase", "-A", "oxadminmaster", "-n", "oxdb", "-H", "127.0.0.1:%d" % mariadb["port"],
+             "-u", "openexchange", "-p", DB_PASS, "-m", "true", env={"ADMIN_PASSWORD": MASTER_PASS})
+    assert (r.returncode, r.stdout) == (0, "database 3 registered\n"), r.stderr
+    r = tool(ox, "registerdatabase", *master("--name", "oxdb", "--dbpasswd", DB_PASS, "--master", "true"))
+    assert r.returncode != 0 and "Database oxdb already exists" in r.stderr
+    r = tool(ox, "registerdatabase", *master("-n", "oxdbr", "-H", "127.0.0.1:%d" % mariadb["port"],
+                                             "-p", DB_PASS, "-m", "false", "-M", "99"))
+    assert r.returncode != 0 and "99" in r.stderr
+    r = tool(ox, "registerdatabase", *master("-n", "oxdbr", "-H", "127.0.0.1:%d" % mariadb["port"],
+                                             "-u", "openexchange", "-p", DB_PASS, "-m", "false", "--masterid=3"))
+    assert (r.returncode, r.stdout) == (0, "database 4 registered\n"), r.stderr
+    # a slave's id is no master
+    r = tool(ox, "registerdatabase", *master("-n", "oxdbr2", "-p", DB_PASS, "-m", "false", "-M", "4"))
+    assert r.returncode != 0
+
+    # list* output parses (table and --csv)
+    servers = parse_table(tool(ox, "listserver", *master()).stdout)
+    assert servers == [{"Id": "1", "Name": "oxserver"}]
+    stores = parse_table(tool(ox, "listfilestore", *master()).stdout)
+    assert stores[0]["id"] == "2" and stores[0]["maxctx"] == "1000000"
+    r = tool(ox, "listdatabase", *master())
+    assert r.returncode == 0, r.stderr
+    dbs = {d["name"]: d for d in parse_table(r.stdout)}
+    assert r.stdout.split("\n")[0].split() == ["id", "name", "hostname", "master", "mid", "maxctx", "curctx",
+                                               "hlimit", "max", "inital"]
+    assert dbs["oxdb"]["id"] == "3" and dbs["oxdb"]["master"] == "true" and dbs["oxdb"]["hostname"] == "127.0.0.1"
+    assert dbs["oxdbr"]["id"] == "4" and dbs["oxdbr"]["master"] == "false" and dbs["oxdbr"]["mid"] == "3"
+    r = tool(ox, "listdatabase", *master("--csv"))
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert {row["display_name"]: row["id"] for row in rows} == {"oxdb": "3", "oxdbr": "4"}
+    assert [row["masterid"] for row in rows] == ["0", "3"]
+    r = tool(ox, "listdatabase", *master("-s", "oxdbr"))
+    assert [d["name"] for d in parse_table(r.stdout)] == ["oxdbr"]
+
+    # context + user; new-user passwords from NEW_USER_PASSWORD
+    r = tool(ox, "createcontext", *master("-c", "1", "-N", "localdomain", "-u", "oxadmin", "-d", "Admin User",
+                                          "-g", "Admin", "-s", "User", "-e", "oxadmin@localdomain", "-q", "100",
+                                          "--access-combination-name", "groupware_premium"),
+             env={"NEW_USER_PASSWORD": ADMIN_PASS})
+    assert (r.returncode, r.stdout) == (0, "context 1 created\n"), r.stderr
+    r = tool(ox, "createuser", "-c", "1", "-A", "oxadmin", "-P", "bad", "-u", "testuser", "-d", "Test User",
+             "-g", "Test", "-s", "User", "-p", USER_PASS, "-e", "testuser@localdomain")
+    assert r.returncode == 101
+    r = tool(ox, "createuser", "-c", "1", "-A", "oxadmin", "-u", "testuser", "-d", "Test User", "-g", "Test",
+             "-s", "User", "-e", "testuser@localdomain", "--access-combination-name", "groupware_premium",
+             env={"ADMIN_PASSWORD": ADMIN_PASS, "NEW_USER_PASSWORD": USER_PASS})
+    assert (r.returncode, r.stdout) == (0, "user 3 in context 1 created\n"), r.stderr
+    ctxs = parse_table(tool(ox, "listcontext", *master()).stdout)
+    assert ctxs[0]["cid"] == "1" and ctxs[0]["name"] == "localdomain"
+    dbs = {d["name"]: d for d in parse_table(tool(ox, "listdatabase", *master()).stdout)}
+    assert dbs["oxdb"]["curctx"] == "1"
+
+    # unregister refuses a database in use
+    r = tool(ox, "unregisterdatabase", *master("-i", "3"))
+    assert r.returncode != 0
+
+
+def test_middleware_http_and_jsessionid(ox):
+    conn = http.client.HTTPConnection("127.0.0.1", ox["http_port"], timeout=10)
+    conn.request("GET", "/appsuite/api/login?action=login")
+    resp = conn.getresponse()
+    body = resp.read()
+    assert resp.status == 200
+    cookie = resp.getheader("Set-Cookie")
+    m = re.match(r"JSESSIONID=(\d+)\.OX1;", cookie or "")
+    assert m, cookie
+    assert b'"route": "OX1"' in body and b'"server_name": "oxserver"' in body
+    # with a session cookie: no new cookie
+    conn.request("GET", "/ajax/login", headers={"Cookie": "JSESSIONID=%s.OX1" % m.group(1)})
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 200 and resp.getheader("Set-Cookie") is None
+    conn.request("GET", "/servlet/axis2;jsessionid=5.OX1/services")
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 200 and resp.getheader("Set-Cookie") is None
+    conn.request("GET", "/not-ox")
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 404
+    conn.close()
+
+
+def test_middleware_stop(ox):
+    r = subprocess.run([ox["init"], "stop"], env=ox["env"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert subprocess.run([ox["init"], "status"], env=ox["env"], capture_output=True).returncode == 3
+    assert wait_port_closed(ox["http_port"]) and wait_port_closed(ox["rmi_port"])
+    r = tool(ox, "listdatabase", *master())
+    assert r.returncode == 105 and "Connection refused" in r.stderr
