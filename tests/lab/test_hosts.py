@@ -1,0 +1,275 @@
+"""Real lab hosts (network + mount + UTS + PID namespaces, sshd), checked over
+real SSH with paramiko. Needs root; CI runs lab/install-packages.sh first.
+
+The labs here use their own state dir, bridge and subnet (10.214.x.0/24), so
+they never clash with a lab someone runs with the defaults (oxlab0,
+10.213.0.0/24, /ox-lab).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+
+import sys
+
+import pytest
+
+# Run from any cwd and with plain `pytest`: the repo root holds the lab package.
+_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from lab import hosts as lab  # noqa: E402
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "LAB TESTS SKIPPED: not root (lab hosts need network namespaces and mounts)"
+    if shutil.which("ip") is None:
+        return "LAB TESTS SKIPPED: no `ip` (iproute2) on this machine"
+    probe = subprocess.run(["ip", "netns", "list"], capture_output=True)
+    if probe.returncode != 0:
+        return f"LAB TESTS SKIPPED: `ip netns` unavailable: {probe.stderr.decode().strip()}"
+    return None
+
+
+_reason = _skip_reason()
+if _reason:
+    print(f"\n*** {_reason} ***\n")
+pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
+
+paramiko = pytest.importorskip("paramiko")
+
+A, B = ("oxt-a", "10.214.0.11"), ("oxt-b", "10.214.0.12")
+SUBNET, BRIDGE = "10.214.0.0/24", "oxlabt0"
+
+
+@pytest.fixture(scope="module")
+def labenv(tmp_path_factory):
+    """A two-host lab, destroyed afterwards even when a test fails."""
+    state = tmp_path_factory.mktemp("ox-lab-state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OX_LAB_STATE", str(state))
+        try:
+            created = lab.create([A, B], subnet=SUBNET, bridge=BRIDGE)
+            yield created
+        finally:
+            lab.destroy()
+
+
+class Ssh:
+    """Kept-open paramiko clients, one per address, checking host keys
+    against the lab's known_hosts."""
+
+    def __init__(self):
+        self.clients: dict[str, paramiko.SSHClient] = {}
+
+    def client(self, host: lab.LabHost) -> paramiko.SSHClient:
+        if host.address not in self.clients:
+            c = paramiko.SSHClient()
+            c.load_host_keys(str(lab.known_hosts_path()))
+            c.set_missing_host_key_policy(paramiko.RejectPolicy())
+            c.connect(host.address, port=host.ssh_port, username=host.ssh_user,
+                      key_filename=str(lab.client_key_path()), look_for_keys=False,
+                      allow_agent=False, timeout=10)
+            self.clients[host.address] = c
+        return self.clients[host.address]
+
+    def run(self, host: lab.LabHost, command: str, env: dict | None = None) -> tuple[int, str]:
+        _, out, err = self.client(host).exec_command(command, timeout=20, environment=env)
+        text = out.read().decode()
+        rc = out.channel.recv_exit_status()
+        return rc, text + err.read().decode()
+
+    def close(self):
+        for c in self.clients.values():
+            c.close()
+
+
+@pytest.fixture
+def ssh(labenv):
+    s = Ssh()
+    yield s
+    s.close()
+
+
+def _pidns_members(init_pid: int) -> set[int]:
+    """Root-namespace pids of every process in the PID namespace whose init is init_pid."""
+    ns = os.readlink(f"/proc/{init_pid}/ns/pid")
+    members = set()
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "ns" / "pid") == ns:
+                    members.add(int(entry.name))
+            except OSError:
+                pass
+    return members
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _record() -> dict:
+    return json.loads((lab.state_dir() / "hosts.json").read_text())
+
+
+def test_create_returns_hosts(labenv):
+    assert labenv == [lab.LabHost(*A), lab.LabHost(*B)]
+    assert lab.client_key_path().exists()
+    assert lab.state_dir() != pathlib.Path("/ox-lab")
+    rec = _record()
+    assert rec["bridge"] == BRIDGE and rec["subnet"] == SUBNET
+    for name, addr in (A, B):
+        e = rec["hosts"][name]
+        assert e["address"] == addr and e["init_pid"] > 1
+        assert e["key_path"] == str(lab.client_key_path())
+
+
+def test_each_host_has_its_own_hostname(labenv, ssh):
+    for h in labenv:
+        assert ssh.run(h, "hostname") == (0, f"{h.name}\n")
+        assert ssh.run(h, "cat /etc/hostname") == (0, f"{h.name}\n")
+        rc, hosts_file = ssh.run(h, "cat /etc/hosts")
+        assert f"{A[1]}\t{A[0]}" in hosts_file and f"{B[1]}\t{B[0]}" in hosts_file
+
+
+def test_etc_mysql_is_per_host(labenv, ssh):
+    a, b = labenv
+    assert ssh.run(a, "mkdir -p /etc/mysql/conf.d && echo A > /etc/mysql/conf.d/only-a.cnf")[0] == 0
+    assert ssh.run(a, "cat /etc/mysql/conf.d/only-a.cnf") == (0, "A\n")
+    rc, _ = ssh.run(b, "test -e /etc/mysql/conf.d/only-a.cnf")
+    assert rc == 1, "host B sees a file host A wrote under /etc/mysql"
+    assert not pathlib.Path("/etc/mysql/conf.d/only-a.cnf").exists(), "leaked to the real /etc"
+
+
+def test_run_var_lib_opt_are_per_host(labenv, ssh):
+    a, b = labenv
+    for path in ("/run/only-a", "/var/lib/mysql/only-a", "/opt/open-xchange/only-a", "/tmp/only-a"):
+        assert ssh.run(a, f"mkdir -p $(dirname {path}) && touch {path}")[0] == 0
+        assert ssh.run(b, f"test -e {path}")[0] == 1, f"{path} is visible on host B"
+        assert not os.path.exists(path), f"{path} leaked to the root namespace"
+
+
+def test_filestore_is_shared(labenv, ssh):
+    a, b = labenv
+    assert ssh.run(a, "echo from-a > /var/opt/filestore/shared.txt")[0] == 0
+    assert ssh.run(b, "cat /var/opt/filestore/shared.txt") == (0, "from-a\n")
+
+
+def test_ps_shows_only_own_processes(labenv, ssh):
+    a, b = labenv
+    for me, other in ((a, b), (b, a)):
+        rc, out = ssh.run(me, "ps -e -o pid=,args=")
+        assert rc == 0
+        assert other.name not in out, f"{me.name} sees {other.name}'s processes:\n{out}"
+        listeners = [line for line in out.splitlines() if "sshd -D" in line]
+        assert len(listeners) == 1, out
+        # PID 1 of the host is its own init.
+        assert ssh.run(me, "cat /proc/1/cmdline | tr '\\0' ' '")[1].count(f"host_init.sh {me.name} ") == 1
+
+
+def test_hosts_reach_each_other_over_the_bridge(labenv, ssh):
+    a, b = labenv
+    probe = "timeout 5 bash -c 'exec 3<>/dev/tcp/{}/22; head -c 8 <&3'"
+    assert ssh.run(a, probe.format(b.address)) == (0, "SSH-2.0-")
+    assert ssh.run(a, probe.format(b.name)) == (0, "SSH-2.0-")      # by /etc/hosts name
+    assert ssh.run(b, probe.format(a.address)) == (0, "SSH-2.0-")
+    # Hosts have no route outside the lab subnet.
+    rc, out = ssh.run(a, "ip -4 route show default")
+    assert rc == 0 and out.strip() == ""
+
+
+def test_only_locale_env_is_accepted(labenv, ssh):
+    a, _ = labenv
+    rc, out = ssh.run(a, 'echo "LANG=$LANG FOO=$FOO"', env={"LANG": "C.UTF-8", "FOO": "bar"})
+    assert (rc, out) == (0, "LANG=C.UTF-8 FOO=\n")
+
+
+def test_python3_on_hosts_is_debians(labenv, ssh):
+    # The machine's /root dotfiles (pyenv) must not leak into the hosts' /root.
+    a, _ = labenv
+    assert ssh.run(a, "command -v python3") == (0, "/usr/bin/python3\n")
+
+
+def test_run_on_and_install_files(labenv, ssh):
+    a, b = labenv
+    lab.install_files(a.name, {"/opt/open-xchange/sbin/registerserver": b"#!/bin/sh\necho reg $(hostname) \"$@\"\n"})
+    assert lab.run_on(a.name, ["/opt/open-xchange/sbin/registerserver", "x y"]).stdout == b"reg oxt-a x y\n"
+    assert ssh.run(a, "/opt/open-xchange/sbin/registerserver z") == (0, "reg oxt-a z\n")
+    assert lab.run_on(b.name, ["test", "-e", "/opt/open-xchange/sbin/registerserver"], check=False).returncode == 1
+    assert lab.run_on(b.name, ["cat"], input=b"stdin ok").stdout == b"stdin ok"
+    with pytest.raises(subprocess.CalledProcessError):
+        lab.run_on(b.name, ["false"])
+    mode = lab.run_on(a.name, ["stat", "-c", "%a", "/opt/open-xchange/sbin/registerserver"]).stdout
+    assert mode == b"755\n"
+
+
+def test_create_twice_is_idempotent(labenv, ssh):
+    a, b = labenv
+    before = {n: e["init_pid"] for n, e in _record()["hosts"].items()}
+    assert ssh.run(a, "touch /run/still-here")[0] == 0
+    again = lab.create([A, B], subnet=SUBNET, bridge=BRIDGE)
+    assert again == labenv
+    assert {n: e["init_pid"] for n, e in _record()["hosts"].items()} == before
+    assert lab.run_on(a.name, ["test", "-e", "/run/still-here"], check=False).returncode == 0
+    with pytest.raises(lab.LabError):
+        lab.create([A, B], subnet="10.214.9.0/24", bridge=BRIDGE)   # different lab: refused
+
+
+def test_create_repairs_a_dead_host(labenv, ssh):
+    a, b = labenv
+    rec = _record()["hosts"]
+    os.kill(rec[a.name]["init_pid"], 9)
+    lab.create([A, B], subnet=SUBNET, bridge=BRIDGE)
+    after = _record()["hosts"]
+    assert after[a.name]["init_pid"] != rec[a.name]["init_pid"]
+    assert after[b.name]["init_pid"] == rec[b.name]["init_pid"]          # left alone
+    # Files on the host survive (overlay upper dirs persist); /run does not.
+    assert lab.run_on(a.name, ["test", "-e", "/etc/mysql/conf.d/only-a.cnf"], check=False).returncode == 0
+    fresh = Ssh()
+    try:
+        assert fresh.run(a, "hostname") == (0, f"{a.name}\n")
+        assert fresh.run(b, f"timeout 5 bash -c 'echo > /dev/tcp/{a.address}/22'")[0] == 0
+    finally:
+        fresh.close()
+
+
+def test_destroy_removes_everything(tmp_path):
+    """A separate lab, so destroying it leaves the module's lab alone."""
+    hosts = [("oxd-a", "10.214.1.11"), ("oxd-b", "10.214.1.12")]
+    bridge = "oxlabt1"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OX_LAB_STATE", str(tmp_path / "state"))
+        try:
+            lab.create(hosts, subnet="10.214.1.0/24", bridge=bridge)
+            rec = _record()["hosts"]
+            veths = [e["veth"] for e in rec.values()]
+            # something running on a host, detached the way daemons are
+            lab.run_on("oxd-a", ["sh", "-c", "setsid sleep 1000 >/dev/null 2>&1 &"])
+            procs = {e["launcher_pid"] for e in rec.values()}
+            for e in rec.values():
+                procs |= _pidns_members(e["init_pid"])
+            assert len(procs) >= 6        # 2 x (launcher, init, sshd) + the sleep
+        finally:
+            lab.destroy()
+        lab.destroy()                                            # idempotent
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        for name, _ in hosts:
+            assert name not in netns.split()
+            assert not (tmp_path / "state" / "hosts" / name).exists()
+        assert not pathlib.Path("/sys/class/net", bridge).exists()
+        for veth in veths:
+            assert not pathlib.Path("/sys/class/net", veth).exists()
+        survivors = [pid for pid in procs if _alive(pid)]
+        assert survivors == [], f"lab processes survived destroy: {survivors}"
+        assert lab.hosts() == []
