@@ -14,3 +14,9 @@ estate = Estate("ox", cfg)
 
 pulumi.export("hostAddresses", estate.host_addresses)
 pulumi.export("hostFacts", estate.host_facts)
+
+if estate.galera:
+    pulumi.export("galeraNodeAddresses", estate.galera.node_addresses)
+    pulumi.export("galeraWriteEndpoint", estate.galera.write_endpoint)
+    pulumi.export("galeraReadEndpoint", estate.galera.read_endpoint)
+    pulumi.export("galeraStatus", estate.galera.status)

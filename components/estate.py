@@ -11,6 +11,7 @@ import pulumi
 
 from .baseline import HostBaseline
 from .config import EstateConfig
+from .galera import GaleraCluster
 from .hosts import provision_hosts
 from .secrets import stack_secrets
 
@@ -26,6 +27,12 @@ class Estate(pulumi.ComponentResource):
         hosts = provision_hosts(cfg, self.secrets.ssh_private_key, parent=self)
         baseline = HostBaseline(f"{name}-baseline", cfg, hosts, pulumi.ResourceOptions(parent=self))
         self.hosts = baseline.hosts
+
+        db = cfg.database
+        self.galera = None
+        if db and db.galera:
+            self.galera = GaleraCluster(f"{name}-galera", cfg, [self.hosts[n] for n in db.galera.nodes],
+                                        baseline.facts, self.secrets, pulumi.ResourceOptions(parent=self))
 
         self.host_addresses = {n: h.address for n, h in self.hosts.items()}
         self.host_facts = baseline.facts

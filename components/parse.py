@@ -32,10 +32,20 @@ class HostFacts(BaseModel):
         return sorted(p for p, v in self.packages.items() if v is None)
 
 
-def parse_facts(step: str, stdout: str) -> HostFacts:
-    """The facts step prints one JSON object on its last line."""
+def parse_json_line(step: str, stdout: str) -> dict:
+    """Steps that report state print one JSON object on their last line."""
     last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     try:
-        return HostFacts.model_validate(json.loads(last))
-    except (json.JSONDecodeError, ValidationError):
+        value = json.loads(last)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise StepOutputError(step, "one JSON object on the last line", stdout)
+    return value
+
+
+def parse_facts(step: str, stdout: str) -> HostFacts:
+    try:
+        return HostFacts.model_validate(parse_json_line(step, stdout))
+    except (StepOutputError, ValidationError):
         raise StepOutputError(step, "one JSON line of host facts", stdout) from None

@@ -21,6 +21,9 @@ _ENV = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     autoescape=False,
+    # bash's ${#array[@]} would open a jinja comment; templates comment with {## ... ##}.
+    comment_start_string="{##",
+    comment_end_string="##}",
 )
 # Quote a value for the shell: every value a template puts on a command line goes through this.
 _ENV.filters["shq"] = lambda v: shlex.quote(str(v))

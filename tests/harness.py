@@ -8,6 +8,8 @@ monitor (secrets still wrapped), so tests can check the graph and where secrets 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import runpy
 import threading
 from dataclasses import dataclass, field
@@ -69,6 +71,13 @@ def unwrap(value: Any) -> Any:
     return value
 
 
+def script_of(registration: "Registration", field: str = "create") -> str:
+    """The script a step runs: its `bash -c '<script>' <step>` command, unquoted."""
+    argv = shlex.split(unwrap(registration.inputs[field]))
+    assert argv[:2] == ["bash", "-c"] and len(argv) == 4, argv[:2]
+    return argv[2]
+
+
 def fake_facts(hostname: str, packages: list[str]) -> str:
     return json.dumps({"hostname": hostname, "os": "debian", "osVersion": "12", "memoryMb": 8192, "cpus": 4,
                        "packages": {p: "1.0" for p in packages}})
@@ -100,11 +109,16 @@ class UnitMocks(pulumi.runtime.Mocks):
 
     @staticmethod
     def stdout_of(name: str, inputs: dict) -> str:
+        """What the step's script prints on a healthy host, by the step's phase (its name's end)."""
+        create = unwrap(inputs.get("create", ""))
         if name.endswith("-facts"):
             host = name.removesuffix("-facts")
-            create = unwrap(inputs.get("create", ""))
             packages = [p for p in ("mariadb-server", "haproxy", "apache2") if p in create]
             return fake_facts(f"{host}.internal", packages)
+        if name.endswith("-verify") and "wsrep_cluster_size" in create:
+            size = int(re.search(r"\[ \"\$size\" = (\d+) \]", create).group(1))
+            return json.dumps({"node": name.split("-")[-2], "clusterSize": size, "status": "Primary",
+                               "state": "Synced", "ready": "ON", "uuid": "6b1c8f7e-0000-0000-0000-000000000001"})
         return f"{name} ok"
 
 

@@ -23,7 +23,8 @@ def recording(stack_config):
 
 def test_control_a_valid_config_registers_resources(recording):
     """Counterpart of the bad-config tests: with a valid config the same harness sees resources."""
-    assert len(recording.of_type("command:remote:Command")) == 18  # facts + hosts-file on 9 hosts
+    steps = [r.name for r in recording.of_type("command:remote:Command")]
+    assert len([s for s in steps if s.endswith(("-facts", "-hosts-file"))]) == 18  # baseline on 9 hosts
 
 
 def test_every_resource_has_a_parent_below_the_estate(recording):
@@ -98,7 +99,7 @@ def test_scripts_run_with_bash_strict_mode(recording):
 def test_outputs(recording):
     assert recording.outputs["hostAddresses"]["web1"] == "10.0.0.41"
     assert recording.outputs["hostFacts"]["db1"]["packages"]["mariadb-server"] == "1.0"
-    assert recording.secret_outputs == {"hostAddresses": False, "hostFacts": False}
+    assert not any(recording.secret_outputs.values())
 
 
 def test_generated_passwords_are_letters_and_digits(recording):

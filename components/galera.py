@@ -1,0 +1,99 @@
+"""GaleraCluster: a MariaDB Galera cluster of an odd number (>= 3) of nodes.
+
+Creates, as steps named `<cluster>-<node>-<phase>`:
+- install (every node, in parallel): the server, Galera and SST packages;
+- configure (every node, in parallel): ox.conf.d (tunings sized from the node's memory, wsrep,
+  host), the SST credentials and root's client file; initializes the datadir only if absent;
+- bootstrap (first node): a new cluster only if no member is running and it is safe, then the
+  root password and the least-privileged mariabackup SST user;
+- join (each other node, one after the other): start, wait for Synced;
+- verify (every node, after the last join): size, Primary, Synced, ready; fails otherwise.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from . import mycnf
+from .config import EstateConfig
+from .hosts import Host
+from .parse import parse_json_line
+from .remote import run_script
+from .secrets import StackSecrets
+
+SST_USER = "sstuser"
+DATADIR = "/var/lib/mysql"
+
+
+class GaleraCluster(pulumi.ComponentResource):
+    node_addresses: list[pulumi.Input[str]]
+    cluster_name: str
+    # As OX sees them: through the HAProxy on each middleware node, which sends writes to the one
+    # node clustercheck names as writer and spreads reads over every Synced node.
+    write_endpoint = "127.0.0.1:3307"
+    read_endpoint = "127.0.0.1:3306"
+    status: pulumi.Output[list]
+    ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, cfg: EstateConfig, hosts: list[Host], facts: pulumi.Output[dict],
+                 secrets: StackSecrets, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ox-estate:db:GaleraCluster", name, None, opts)
+        galera = cfg.database.galera
+        self.cluster_name = galera.cluster_name
+        self.node_addresses = [h.address for h in hosts]
+        db_secrets = {"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password, "SST_PASSWORD": secrets.sst_password}
+
+        def step(host: Host, phase: str, template: str, **kw) -> pulumi.Resource:
+            return run_script(f"{name}-{host.name}-{phase}", host, f"db/{template}", parent=self, **kw)
+
+        common = {"conf_dir": mycnf.OX_CONF_DIR, "datadir": DATADIR}
+        configured = {}
+        for h in hosts:
+            installed = step(h, "install", "mariadb-install.sh.j2",
+                             values={**common, "packages": _packages(cfg)})
+            configured[h.name] = step(h, "configure", "mariadb-configure.sh.j2", secrets=db_secrets,
+                                      values={**common, "sst_user": SST_USER,
+                                              "files": _files(cfg, h, facts, self.node_addresses)},
+                                      depends_on=[installed])
+
+        first, *others = hosts
+        previous = step(first, "bootstrap", "galera-bootstrap.sh.j2", secrets=db_secrets,
+                        values={**common, "cluster_name": galera.cluster_name, "sst_user": SST_USER,
+                                "peers": [h.address for h in others]},
+                        depends_on=[configured[first.name]])
+        for h in others:  # serial joins: each waits for the previous node to be Synced
+            previous = step(h, "join", "galera-join.sh.j2", values={**common, "cluster_name": galera.cluster_name},
+                            depends_on=[configured[h.name], previous])
+
+        verified = {h.name: step(h, "verify", "galera-verify.sh.j2", depends_on=[previous],
+                                 values={"cluster_name": galera.cluster_name, "size": len(hosts)}) for h in hosts}
+        self.status = pulumi.Output.all(*[
+            v.stdout.apply(lambda out, n=n: parse_json_line(f"{name}-{n}-verify", out)) for n, v in verified.items()
+        ])
+        self.ready = list(verified.values())
+        self.register_outputs({"nodeAddresses": self.node_addresses, "clusterName": self.cluster_name,
+                               "writeEndpoint": self.write_endpoint, "readEndpoint": self.read_endpoint,
+                               "status": self.status})
+
+
+def _packages(cfg: EstateConfig) -> list[str]:
+    release = mycnf.release_of(cfg)
+    packages = [release.server_package, "mariadb-client", "mariadb-backup", "socat", "rsync"]
+    return packages + ([release.galera_package] if release.galera_package else [])
+
+
+def _files(cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], addresses: list) -> pulumi.Output[dict]:
+    """ox.conf.d for one node; sized from its facts, so rendered once those are known."""
+    def render(args) -> dict[str, str]:
+        all_facts, node_address, *node_addresses = args
+        mine = all_facts[host.name]
+        files = {
+            "tunings.cnf": mycnf.tunings_cnf(cfg, mine["memoryMb"]),
+            "wsrep.cnf": mycnf.wsrep_cnf(cfg, node_addresses, mine["cpus"]),
+            "host.cnf": mycnf.host_cnf(host.name, node_address),
+        }
+        for file, text in files.items():  # the configure script writes each through a heredoc
+            assert text.endswith("\n") and "OX_CNF_EOF" not in text, file
+        return files
+
+    return pulumi.Output.all(facts, host.address, *addresses).apply(render)

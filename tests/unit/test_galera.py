@@ -1,0 +1,85 @@
+"""GaleraCluster wiring under mocks: phases, serial joins, secrets, outputs."""
+
+import pytest
+
+from harness import is_secret, run_program, script_of, unwrap
+
+SECRET = {"sshPrivateKey", "mysqlRootPassword"}
+ROOT_PW = "Galera-root-pw-5e1b"
+
+
+@pytest.fixture
+def recording(stack_config):
+    return run_program(stack_config(mysqlRootPassword=ROOT_PW), SECRET)
+
+
+def _urn(recording, name):
+    return recording.named(name).urn
+
+
+def test_steps_are_children_of_the_cluster(recording):
+    cluster = recording.named("ox-galera")
+    assert cluster.type == "ox-estate:db:GaleraCluster"
+    steps = [r for r in recording.registrations if r.name.startswith("ox-galera-")]
+    assert sorted(r.name for r in steps) == sorted(
+        [f"ox-galera-db{i}-{p}" for i in (1, 2, 3) for p in ("install", "configure", "verify")]
+        + ["ox-galera-db1-bootstrap", "ox-galera-db2-join", "ox-galera-db3-join"])
+    assert all(r.parent == cluster.urn for r in steps)
+
+
+def test_nodes_join_one_after_the_other(recording):
+    """Node k+1 starts only after node k is Synced: one state transfer at a time."""
+    deps = lambda name: set(recording.named(name).dependencies)  # noqa: E731
+    assert _urn(recording, "ox-galera-db1-configure") in deps("ox-galera-db1-bootstrap")
+    assert _urn(recording, "ox-galera-db1-bootstrap") in deps("ox-galera-db2-join")
+    assert _urn(recording, "ox-galera-db2-join") in deps("ox-galera-db3-join")
+    assert _urn(recording, "ox-galera-db3-configure") in deps("ox-galera-db3-join")
+    for i in (1, 2, 3):
+        assert _urn(recording, "ox-galera-db3-join") in deps(f"ox-galera-db{i}-verify")
+
+
+def test_configure_and_install_run_in_parallel_across_nodes(recording):
+    """No configure waits for another node's steps; only for its own install and the baseline."""
+    for i in (1, 2, 3):
+        deps = set(recording.named(f"ox-galera-db{i}-configure").dependencies)
+        others = {r.urn for r in recording.registrations if r.name.startswith("ox-galera-")
+                  and f"db{i}-" not in r.name}
+        assert not deps & others
+        assert _urn(recording, f"ox-galera-db{i}-install") in deps
+
+
+def test_passwords_travel_on_stdin_only(recording):
+    for name in ("ox-galera-db1-bootstrap", "ox-galera-db2-configure"):
+        step = recording.named(name)
+        assert is_secret(step.inputs["stdin"])
+        assert "MYSQL_ROOT_PASSWORD=" in unwrap(step.inputs["stdin"])
+        assert ROOT_PW not in unwrap(step.inputs["create"])
+        assert step.inputs["logging"] == "none"
+    join = recording.named("ox-galera-db2-join")
+    assert "stdin" not in join.inputs and join.inputs["logging"] == "stdoutAndStderr"
+
+
+def test_config_is_sized_from_the_nodes_facts_and_lists_every_member(recording):
+    script = script_of(recording.named("ox-galera-db2-configure"))
+    assert "innodb_buffer_pool_size = 4096M" in script  # 50% of the 8192 MB the facts reported
+    assert "wsrep_cluster_address = gcomm://10.0.0.11,10.0.0.12,10.0.0.13" in script
+    assert "wsrep_node_address = 10.0.0.12" in script
+    assert _urn(recording, "db2-facts") in recording.named("ox-galera-db2-configure").property_dependencies["create"]
+
+
+def test_bootstrap_probes_the_other_members(recording):
+    script = script_of(recording.named("ox-galera-db1-bootstrap"))
+    assert "for peer in 10.0.0.12 10.0.0.13 ;" in script
+    assert "GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR ON *.* TO 'sstuser'@'localhost'" in script
+
+
+def test_outputs(recording):
+    assert recording.outputs["galeraWriteEndpoint"] == "127.0.0.1:3307"
+    assert recording.outputs["galeraNodeAddresses"] == ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
+    assert [s["state"] for s in recording.outputs["galeraStatus"]] == ["Synced"] * 3
+
+
+def test_no_galera_section_no_cluster(stack_config):
+    recording = run_program(stack_config(database={"standalone": {"host": "db1"}, "configdb": "standalone"}),
+                            {"sshPrivateKey"})
+    assert recording.of_type("ox-estate:db:GaleraCluster") == []
