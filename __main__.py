@@ -20,3 +20,7 @@ if estate.galera:
     pulumi.export("galeraWriteEndpoint", estate.galera.write_endpoint)
     pulumi.export("galeraReadEndpoint", estate.galera.read_endpoint)
     pulumi.export("galeraStatus", estate.galera.status)
+if estate.gtid:
+    pulumi.export("gtidMasterAddress", estate.gtid.master_address)
+    pulumi.export("gtidSlaveAddress", estate.gtid.slave_address)
+    pulumi.export("gtidReplication", estate.gtid.replication)

@@ -12,6 +12,7 @@ import pulumi
 from .baseline import HostBaseline
 from .config import EstateConfig
 from .galera import GaleraCluster
+from .gtid import GtidPair
 from .hosts import provision_hosts
 from .secrets import stack_secrets
 
@@ -33,6 +34,11 @@ class Estate(pulumi.ComponentResource):
         if db and db.galera:
             self.galera = GaleraCluster(f"{name}-galera", cfg, [self.hosts[n] for n in db.galera.nodes],
                                         baseline.facts, self.secrets, pulumi.ResourceOptions(parent=self))
+
+        self.gtid = None
+        if db and db.gtid:
+            self.gtid = GtidPair(f"{name}-gtid", cfg, self.hosts[db.gtid.master.host], self.hosts[db.gtid.slave.host],
+                                 baseline.facts, self.secrets, pulumi.ResourceOptions(parent=self))
 
         self.host_addresses = {n: h.address for n, h in self.hosts.items()}
         self.host_facts = baseline.facts

@@ -1,0 +1,97 @@
+"""GtidPair: two MariaDB servers replicating with GTID, master/slave or master-master.
+
+Creates, as steps named `<pair>-<host>-<phase>`:
+- install, configure (both, in parallel): packages; tunings.cnf + gtid.cnf (server-id, binlog,
+  log_slave_updates, gtid_domain_id; the slave read-only; master-master interleaves
+  auto-increment); root's client file;
+- start (both): the server runs with that config;
+- accounts (master): root password, replication user and seed user, only from the peer;
+- replica (slave): seed from the master under read_only (always made writable again), then
+  CHANGE MASTER ... MASTER_USE_GTID=slave_pos, and wait for both threads and zero lag;
+- master-master adds accounts on the second master and the first master replicating from it.
+
+A replica already following its master is left alone, so a re-run changes nothing.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from . import mycnf
+from .config import EstateConfig, GtidMember
+from .hosts import Host
+from .parse import parse_json_line
+from .remote import run_script
+from .secrets import StackSecrets
+
+REPL_USER = "repl"
+SEED_USER = "ox_seed"
+
+
+class GtidPair(pulumi.ComponentResource):
+    master_address: pulumi.Input[str]
+    slave_address: pulumi.Input[str]
+    replication: pulumi.Output[list]
+    ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, cfg: EstateConfig, master: Host, slave: Host, facts: pulumi.Output[dict],
+                 secrets: StackSecrets, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ox-estate:db:GtidPair", name, None, opts)
+        spec = cfg.database.gtid
+        both_write = spec.mode == "master-master"
+        self.master_address, self.slave_address = master.address, slave.address
+        root = {"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password}
+        repl = {**root, "REPLICATION_PASSWORD": secrets.replication_password}
+
+        def step(host: Host, phase: str, template: str, **kw) -> pulumi.Resource:
+            return run_script(f"{name}-{host.name}-{phase}", host, f"db/{template}", parent=self, **kw)
+
+        started = {}
+        members = [(master, spec.master, 1, False), (slave, spec.slave, 2, not both_write)]
+        for host, member, side, read_only in members:
+            installed = step(host, "install", "mariadb-install.sh.j2",
+                             values={"conf_dir": mycnf.OX_CONF_DIR, "packages": _packages(cfg)})
+            configured = step(host, "configure", "mariadb-configure.sh.j2", secrets=root, depends_on=[installed],
+                              values={"conf_dir": mycnf.OX_CONF_DIR, "datadir": "/var/lib/mysql", "sst_user": "",
+                                      "files": _files(cfg, host, facts, member, side, read_only)})
+            started[host.name] = step(host, "start", "mariadb-start.sh.j2", depends_on=[configured],
+                                      values={"server_id": member.server_id})
+
+        def link(source: Host, replica: Host, seed: bool, after: list) -> pulumi.Resource:
+            accounts = step(source, "accounts", "gtid-master-accounts.sh.j2", secrets=repl, depends_on=after,
+                            values={"peer_address": replica.address, "repl_user": REPL_USER, "seed_user": SEED_USER})
+            return step(replica, "replica", "gtid-replica.sh.j2", secrets=repl, depends_on=[accounts],
+                        values={"source_address": source.address, "repl_user": REPL_USER,
+                                "seed_user": SEED_USER, "seed": seed})
+
+        replicas = [link(master, slave, seed=True, after=list(started.values()))]
+        if both_write:
+            # The seed overwrote the second master's accounts with the first's, so its own come after.
+            replicas.append(link(slave, master, seed=False, after=[replicas[0]]))
+        self.replication = pulumi.Output.all(*[
+            r.stdout.apply(lambda out, n=n: parse_json_line(n, out))
+            for n, r in zip([f"{name}-{slave.name}-replica", f"{name}-{master.name}-replica"], replicas)
+        ])
+        self.ready = replicas
+        self.register_outputs({"masterAddress": self.master_address, "slaveAddress": self.slave_address,
+                               "mode": spec.mode, "replication": self.replication})
+
+
+def _packages(cfg: EstateConfig) -> list[str]:
+    return [mycnf.release_of(cfg).server_package, "mariadb-client"]
+
+
+def _files(cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], member: GtidMember, side: int,
+           read_only: bool) -> pulumi.Output[dict]:
+    spec = cfg.database.gtid
+    # Master-master needs a domain per side (one domain with strict mode broke both directions
+    # in 1.6 s here); master/slave shares the master's.
+    master_domain = spec.master.gtid_domain_id if spec.master.gtid_domain_id is not None else 1
+    default_domain = side if spec.mode == "master-master" else master_domain
+    gtid = mycnf.gtid_cnf(
+        role="master" if side == 1 else ("second master" if spec.mode == "master-master" else "slave"),
+        mode=spec.mode, server_id=member.server_id,
+        gtid_domain_id=member.gtid_domain_id if member.gtid_domain_id is not None else default_domain,
+        auto_increment_offset=side, read_only=read_only,
+    )
+    return facts.apply(lambda f: {"tunings.cnf": mycnf.tunings_cnf(cfg, f[host.name]["memoryMb"]), "gtid.cnf": gtid})
