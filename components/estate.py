@@ -11,6 +11,7 @@ import pulumi
 
 from .baseline import HostBaseline
 from .config import EstateConfig
+from .dbproxy import ReadWriteSplit
 from .galera import GaleraCluster
 from .gtid import GtidPair
 from .hosts import provision_hosts
@@ -34,6 +35,12 @@ class Estate(pulumi.ComponentResource):
         if db and db.galera:
             self.galera = GaleraCluster(f"{name}-galera", cfg, [self.hosts[n] for n in db.galera.nodes],
                                         baseline.facts, self.secrets, pulumi.ResourceOptions(parent=self))
+
+        self.db_proxy = None
+        if self.galera and cfg.middleware:
+            self.db_proxy = ReadWriteSplit(
+                f"{name}-dbproxy", self.galera, [self.hosts[n] for n in db.galera.nodes],
+                [self.hosts[n.host] for n in cfg.middleware.nodes], pulumi.ResourceOptions(parent=self))
 
         self.gtid = None
         if db and db.gtid:

@@ -119,6 +119,8 @@ class UnitMocks(pulumi.runtime.Mocks):
             size = int(re.search(r"\[ \"\$size\" = (\d+) \]", create).group(1))
             return json.dumps({"node": name.split("-")[-2], "clusterSize": size, "status": "Primary",
                                "state": "Synced", "ready": "ON", "uuid": "6b1c8f7e-0000-0000-0000-000000000001"})
+        if name.endswith("-haproxy"):
+            return json.dumps({"host": name.split("-")[-2], "writers": 1, "readers": 3})
         if name.endswith("-replica"):
             return json.dumps({"replica": name.split("-")[-2], "source": "peer", "io": "Yes", "sql": "Yes", "lag": 0,
                                "gtidSlavePos": "1-41-7"})
