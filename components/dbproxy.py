@@ -19,6 +19,9 @@ from .render import TEMPLATES, render
 
 CLUSTERCHECK_DIR = "/usr/local/lib/ox-estate"
 CLUSTERCHECK = f"{CLUSTERCHECK_DIR}/clustercheck.py"
+# One OX node holds a few hundred DB connections (its pools); HAProxy needs two FDs for each,
+# and the page's 256000 fails to start where the FD limit is lower (20000 was seen here).
+MAXCONN = 4096
 
 
 class ReadWriteSplit(pulumi.ComponentResource):
@@ -44,7 +47,7 @@ class ReadWriteSplit(pulumi.ComponentResource):
                                              "files": files}, depends_on=galera.ready))
 
         nodes = pulumi.Output.all(*[pulumi.Output.all(h.name, h.address) for h in galera_hosts])
-        config = nodes.apply(lambda n: render("files/haproxy.cfg.j2", nodes=n, maxconn=20000))
+        config = nodes.apply(lambda n: render("files/haproxy.cfg.j2", nodes=n, maxconn=MAXCONN))
         proxies = {h.name: run_script(f"{name}-{h.name}-haproxy", h, "mw/haproxy.sh.j2", parent=self,
                                       values={"config": config}, depends_on=checks) for h in mw_hosts}
         self.proxies = pulumi.Output.all(*[

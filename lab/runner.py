@@ -63,6 +63,7 @@ import gc
 import hashlib
 import io
 import json
+import socket
 import logging
 import os
 import runpy
@@ -100,6 +101,16 @@ MAX_CHANNELS_PER_CONNECTION = 8
 
 class LabRunError(RuntimeError):
     """The lab run failed; the message says why (never contains secrets)."""
+
+
+def _keep_stderr(step: str, text: str) -> Path:
+    out = Path(__file__).resolve().parent / "out" / "failed"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{step}.stderr"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
 
 
 class CommandFailed(RuntimeError):
@@ -373,7 +384,12 @@ class SSHPool:
                     banner_timeout=spec.per_dial_timeout, auth_timeout=spec.per_dial_timeout,
                     allow_agent=False, look_for_keys=False,
                 )
-                client.get_transport().set_keepalive(30)
+                transport = client.get_transport()
+                transport.set_keepalive(30)
+                # paramiko leaves Nagle on: each command then waits ~40 ms for a delayed ACK.
+                # Go's SSH client (pulumi-command's) sets TCP_NODELAY; so do we.
+                if isinstance(transport.sock, socket.socket):
+                    transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 return _Conn(client, spec)
             except (paramiko.AuthenticationException, paramiko.BadHostKeyException, ValueError):
                 raise
@@ -716,7 +732,10 @@ class Lab:
                 tail = "\n".join(err.splitlines()[-40:])
                 msg += f"; stderr:\n{tail}" if tail else "; stderr is empty"
             else:
-                msg += f" (stderr not shown: logging={logging_mode})"
+                # Not streamed (logging=none); kept for whoever debugs the lab, with every known
+                # secret value masked, in a file only root reads.
+                kept = _keep_stderr(name, self.progress.scrub(err))
+                msg += f" (stderr not shown: logging={logging_mode}; secrets masked in {kept})"
             failure = CommandFailed(self.progress.scrub(msg), name=name, host=spec.host, exit_code=code)
             self.fail(failure)
             raise failure
