@@ -16,6 +16,7 @@ from .galera import GaleraCluster
 from .gtid import GtidPair
 from .hosts import provision_hosts
 from .secrets import stack_secrets
+from .standalone import StandaloneDb
 
 
 class Estate(pulumi.ComponentResource):
@@ -31,10 +32,11 @@ class Estate(pulumi.ComponentResource):
         self.hosts = baseline.hosts
 
         db = cfg.database
+        ox_clients = [self.hosts[n.host].address for n in cfg.middleware.nodes] if cfg.middleware else []
         self.galera = None
         if db and db.galera:
             self.galera = GaleraCluster(f"{name}-galera", cfg, [self.hosts[n] for n in db.galera.nodes],
-                                        baseline.facts, self.secrets, pulumi.ResourceOptions(parent=self))
+                                        baseline.facts, self.secrets, ox_clients, pulumi.ResourceOptions(parent=self))
 
         self.db_proxy = None
         if self.galera and cfg.middleware:
@@ -45,7 +47,12 @@ class Estate(pulumi.ComponentResource):
         self.gtid = None
         if db and db.gtid:
             self.gtid = GtidPair(f"{name}-gtid", cfg, self.hosts[db.gtid.master.host], self.hosts[db.gtid.slave.host],
-                                 baseline.facts, self.secrets, pulumi.ResourceOptions(parent=self))
+                                 baseline.facts, self.secrets, ox_clients, pulumi.ResourceOptions(parent=self))
+
+        self.standalone = None
+        if db and db.standalone:
+            self.standalone = StandaloneDb(f"{name}-standalone", cfg, self.hosts[db.standalone.host], baseline.facts,
+                                           self.secrets, ox_clients, pulumi.ResourceOptions(parent=self))
 
         self.host_addresses = {n: h.address for n, h in self.hosts.items()}
         self.host_facts = baseline.facts

@@ -7,7 +7,8 @@ Creates, as steps named `<cluster>-<node>-<phase>`:
 - bootstrap (first node): a new cluster only if no member is running and it is safe, then the
   root password and the least-privileged mariabackup SST user;
 - join (each other node, one after the other): start, wait for Synced;
-- verify (every node, after the last join): size, Primary, Synced, ready; fails otherwise.
+- verify (every node, after the last join): size, Primary, Synced, ready; fails otherwise;
+- ox-grants (first node): the 'openexchange' user for every middleware host.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import pulumi
 
 from . import mycnf
 from .config import EstateConfig
+from .grants import grant_openexchange
 from .hosts import Host
+from .mariadb import DATADIR, install_and_configure
 from .parse import parse_json_line
 from .remote import run_script
 from .secrets import StackSecrets
 
 SST_USER = "sstuser"
-DATADIR = "/var/lib/mysql"
 
 
 class GaleraCluster(pulumi.ComponentResource):
@@ -36,7 +38,8 @@ class GaleraCluster(pulumi.ComponentResource):
     ready: list[pulumi.Resource]
 
     def __init__(self, name: str, cfg: EstateConfig, hosts: list[Host], facts: pulumi.Output[dict],
-                 secrets: StackSecrets, opts: pulumi.ResourceOptions | None = None):
+                 secrets: StackSecrets, ox_clients: list[pulumi.Input[str]],
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:db:GaleraCluster", name, None, opts)
         galera = cfg.database.galera
         self.cluster_name = galera.cluster_name
@@ -46,15 +49,9 @@ class GaleraCluster(pulumi.ComponentResource):
         def step(host: Host, phase: str, template: str, **kw) -> pulumi.Resource:
             return run_script(f"{name}-{host.name}-{phase}", host, f"db/{template}", parent=self, **kw)
 
-        common = {"conf_dir": mycnf.OX_CONF_DIR, "datadir": DATADIR}
-        configured = {}
-        for h in hosts:
-            installed = step(h, "install", "mariadb-install.sh.j2",
-                             values={**common, "packages": _packages(cfg)})
-            configured[h.name] = step(h, "configure", "mariadb-configure.sh.j2", secrets=db_secrets,
-                                      values={**common, "sst_user": SST_USER,
-                                              "files": _files(cfg, h, facts, self.node_addresses)},
-                                      depends_on=[installed])
+        configured = {h.name: install_and_configure(step, h, cfg, _files(cfg, h, facts, self.node_addresses),
+                                                    db_secrets, galera=True, sst_user=SST_USER) for h in hosts}
+        common = {"datadir": DATADIR}
 
         first, *others = hosts
         previous = step(first, "bootstrap", "galera-bootstrap.sh.j2", secrets=db_secrets,
@@ -70,16 +67,13 @@ class GaleraCluster(pulumi.ComponentResource):
         self.status = pulumi.Output.all(*[
             v.stdout.apply(lambda out, n=n: parse_json_line(f"{name}-{n}-verify", out)) for n, v in verified.items()
         ])
-        self.ready = list(verified.values())
+        # Galera replicates the user to every node; it is created once, on the bootstrap node.
+        grants = grant_openexchange(f"{name}-{first.name}", first, ox_clients, secrets.configdb_password,
+                                    parent=self, depends_on=list(verified.values()))
+        self.ready = [*verified.values(), grants]
         self.register_outputs({"nodeAddresses": self.node_addresses, "clusterName": self.cluster_name,
                                "writeEndpoint": self.write_endpoint, "readEndpoint": self.read_endpoint,
                                "status": self.status})
-
-
-def _packages(cfg: EstateConfig) -> list[str]:
-    release = mycnf.release_of(cfg)
-    packages = [release.server_package, "mariadb-client", "mariadb-backup", "socat", "rsync"]
-    return packages + ([release.galera_package] if release.galera_package else [])
 
 
 def _files(cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], addresses: list) -> pulumi.Output[dict]:

@@ -8,7 +8,8 @@ Creates, as steps named `<pair>-<host>-<phase>`:
 - accounts (master): root password, replication user and seed user, only from the peer;
 - replica (slave): seed from the master under read_only (always made writable again), then
   CHANGE MASTER ... MASTER_USE_GTID=slave_pos, and wait for both threads and zero lag;
-- master-master adds accounts on the second master and the first master replicating from it.
+- master-master adds accounts on the second master and the first master replicating from it;
+- ox-grants (master): the 'openexchange' user for every middleware host.
 
 A replica already following its master is left alone, so a re-run changes nothing.
 """
@@ -19,7 +20,9 @@ import pulumi
 
 from . import mycnf
 from .config import EstateConfig, GtidMember
+from .grants import grant_openexchange
 from .hosts import Host
+from .mariadb import install_and_configure, tunings_only
 from .parse import parse_json_line
 from .remote import run_script
 from .secrets import StackSecrets
@@ -35,7 +38,8 @@ class GtidPair(pulumi.ComponentResource):
     ready: list[pulumi.Resource]
 
     def __init__(self, name: str, cfg: EstateConfig, master: Host, slave: Host, facts: pulumi.Output[dict],
-                 secrets: StackSecrets, opts: pulumi.ResourceOptions | None = None):
+                 secrets: StackSecrets, ox_clients: list[pulumi.Input[str]],
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:db:GtidPair", name, None, opts)
         spec = cfg.database.gtid
         both_write = spec.mode == "master-master"
@@ -49,11 +53,8 @@ class GtidPair(pulumi.ComponentResource):
         started = {}
         members = [(master, spec.master, 1, False), (slave, spec.slave, 2, not both_write)]
         for host, member, side, read_only in members:
-            installed = step(host, "install", "mariadb-install.sh.j2",
-                             values={"conf_dir": mycnf.OX_CONF_DIR, "packages": _packages(cfg)})
-            configured = step(host, "configure", "mariadb-configure.sh.j2", secrets=root, depends_on=[installed],
-                              values={"conf_dir": mycnf.OX_CONF_DIR, "datadir": "/var/lib/mysql", "sst_user": "",
-                                      "files": _files(cfg, host, facts, member, side, read_only)})
+            configured = install_and_configure(step, host, cfg, _files(cfg, host, facts, member, side, read_only),
+                                               root)
             started[host.name] = step(host, "start", "mariadb-start.sh.j2", depends_on=[configured],
                                       values={"server_id": member.server_id})
 
@@ -72,13 +73,12 @@ class GtidPair(pulumi.ComponentResource):
             r.stdout.apply(lambda out, n=n: parse_json_line(n, out))
             for n, r in zip([f"{name}-{slave.name}-replica", f"{name}-{master.name}-replica"], replicas)
         ])
-        self.ready = replicas
+        # On the master, once replication runs: the binlog carries the user to the other side.
+        grants = grant_openexchange(f"{name}-{master.name}", master, ox_clients, secrets.configdb_password,
+                                    parent=self, depends_on=replicas)
+        self.ready = [*replicas, grants]
         self.register_outputs({"masterAddress": self.master_address, "slaveAddress": self.slave_address,
                                "mode": spec.mode, "replication": self.replication})
-
-
-def _packages(cfg: EstateConfig) -> list[str]:
-    return [mycnf.release_of(cfg).server_package, "mariadb-client"]
 
 
 def _files(cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], member: GtidMember, side: int,
@@ -94,4 +94,4 @@ def _files(cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], member: Gt
         gtid_domain_id=member.gtid_domain_id if member.gtid_domain_id is not None else default_domain,
         auto_increment_offset=side, read_only=read_only,
     )
-    return facts.apply(lambda f: {"tunings.cnf": mycnf.tunings_cnf(cfg, f[host.name]["memoryMb"]), "gtid.cnf": gtid})
+    return tunings_only(cfg, host, facts, {"gtid.cnf": gtid})

@@ -79,3 +79,7 @@ def gtid_cnf(*, role: str, mode: str, server_id: int, gtid_domain_id: int, auto_
              read_only: bool) -> str:
     return render("mysql/gtid.cnf.j2", role=role, mode=mode, server_id=server_id, gtid_domain_id=gtid_domain_id,
                   auto_increment_offset=auto_increment_offset, read_only=read_only)
+
+
+def server_cnf(server_id: int) -> str:
+    return render("mysql/server.cnf.j2", server_id=server_id)

@@ -97,7 +97,9 @@ def command_line(step: str, script: str) -> str:
 
 
 def _command(step: str, host: Host, template: str, values: dict[str, Any]) -> pulumi.Output[str]:
-    script = pulumi.Output.all(**values).apply(lambda v: render_step(step, host.name, template, v))
+    # Output.all() of nothing is a list, not a dict.
+    resolved = pulumi.Output.all(**values) if values else pulumi.Output.from_input({})
+    script = resolved.apply(lambda v: render_step(step, host.name, template, v))
     return _refuse_secret(step, script).apply(lambda s: command_line(step, s))
 
 

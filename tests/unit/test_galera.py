@@ -23,7 +23,7 @@ def test_steps_are_children_of_the_cluster(recording):
     steps = [r for r in recording.registrations if r.name.startswith("ox-galera-")]
     assert sorted(r.name for r in steps) == sorted(
         [f"ox-galera-db{i}-{p}" for i in (1, 2, 3) for p in ("install", "configure", "verify")]
-        + ["ox-galera-db1-bootstrap", "ox-galera-db2-join", "ox-galera-db3-join"])
+        + ["ox-galera-db1-bootstrap", "ox-galera-db2-join", "ox-galera-db3-join", "ox-galera-db1-ox-grants"])
     assert all(r.parent == cluster.urn for r in steps)
 
 
@@ -83,3 +83,25 @@ def test_no_galera_section_no_cluster(stack_config):
     recording = run_program(stack_config(database={"standalone": {"host": "db1"}, "configdb": "standalone"}),
                             {"sshPrivateKey"})
     assert recording.of_type("ox-estate:db:GaleraCluster") == []
+
+
+def test_openexchange_grants_once_for_every_middleware_host(recording):
+    step = recording.named("ox-galera-db1-ox-grants")
+    script = script_of(step)
+    assert "for client in 10.0.0.21 10.0.0.22 ;" in script
+    assert ("wanted='CREATE, LOCK TABLES, REFERENCES, INDEX, DROP, DELETE, ALTER, SELECT, UPDATE, INSERT, "
+            "CREATE TEMPORARY TABLES, SHOW VIEW, SHOW DATABASES'") in script
+    assert is_secret(step.inputs["stdin"]) and "CONFIGDB_PASSWORD=" in unwrap(step.inputs["stdin"])
+    for i in (1, 2, 3):
+        assert recording.named(f"ox-galera-db{i}-verify").urn in step.dependencies
+    assert not [r for r in recording.registrations if r.name in ("ox-galera-db2-ox-grants", "ox-galera-db3-ox-grants")]
+
+
+def test_standalone_db(stack_config):
+    recording = run_program(stack_config(database={"standalone": {"host": "db1", "serverId": 9},
+                                                   "configdb": "standalone"}), {"sshPrivateKey"})
+    names = [r.name for r in recording.registrations if r.name.startswith("ox-standalone-")]
+    assert names == ["ox-standalone-db1-install", "ox-standalone-db1-configure", "ox-standalone-db1-start",
+                     "ox-standalone-db1-root", "ox-standalone-db1-ox-grants"]
+    assert "server_id = 9" in script_of(recording.named("ox-standalone-db1-configure"))
+    assert recording.named("ox-standalone-db1-root").urn in recording.named("ox-standalone-db1-ox-grants").dependencies

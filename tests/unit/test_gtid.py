@@ -79,3 +79,9 @@ def test_configured_domain_ids_are_used(stack_config):
     r = run_program(stack_config(database=_gtid("master-master", master={"gtidDomainId": 7},
                                                 slave={"gtidDomainId": 8})), SECRET)
     assert "gtid_domain_id = 8" in script_of(r.named("ox-gtid-db5-configure"))
+
+
+def test_openexchange_grants_on_the_master_after_replication(master_slave):
+    step = master_slave.named("ox-gtid-db4-ox-grants")
+    assert master_slave.named("ox-gtid-db5-replica").urn in step.dependencies
+    assert "for client in 10.0.0.21 10.0.0.22 ;" in script_of(step)

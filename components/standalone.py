@@ -1,0 +1,42 @@
+"""StandaloneDb: one MariaDB server, for proof-of-concept stacks (oxpedia "Standalone database").
+
+Creates `<name>-<host>-install`, `-configure` (tunings.cnf, server-id), `-start`, and
+`-ox-grants` (the 'openexchange' user for every middleware host). OX registers it as a master
+with no slave.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from . import mycnf
+from .config import EstateConfig
+from .grants import grant_openexchange
+from .hosts import Host
+from .mariadb import install_and_configure, tunings_only
+from .remote import run_script
+from .secrets import StackSecrets
+
+
+class StandaloneDb(pulumi.ComponentResource):
+    address: pulumi.Input[str]
+    ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], secrets: StackSecrets,
+                 ox_clients: list[pulumi.Input[str]], opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ox-estate:db:StandaloneDb", name, None, opts)
+        server_id = cfg.database.standalone.server_id
+        self.address = host.address
+
+        def step(h: Host, phase: str, template: str, **kw) -> pulumi.Resource:
+            return run_script(f"{name}-{h.name}-{phase}", h, f"db/{template}", parent=self, **kw)
+
+        files = tunings_only(cfg, host, facts, {"server.cnf": mycnf.server_cnf(server_id)})
+        configured = install_and_configure(step, host, cfg, files, {"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password})
+        started = step(host, "start", "mariadb-start.sh.j2", values={"server_id": server_id}, depends_on=[configured])
+        root = step(host, "root", "mariadb-root.sh.j2", secrets={"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password},
+                    depends_on=[started])
+        grants = grant_openexchange(f"{name}-{host.name}", host, ox_clients, secrets.configdb_password,
+                                    parent=self, depends_on=[root])
+        self.ready = [grants]
+        self.register_outputs({"address": self.address})
