@@ -24,3 +24,5 @@ if estate.gtid:
     pulumi.export("gtidMasterAddress", estate.gtid.master_address)
     pulumi.export("gtidSlaveAddress", estate.gtid.slave_address)
     pulumi.export("gtidReplication", estate.gtid.replication)
+if estate.db_proxy:
+    pulumi.export("galeraProxies", estate.db_proxy.proxies)

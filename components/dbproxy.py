@@ -37,10 +37,11 @@ class ReadWriteSplit(pulumi.ComponentResource):
         checks = []
         for h in galera_hosts:
             peers = [p.address for p in galera_hosts if p is not h]
-            files = pulumi.Output.all(*peers).apply(lambda addrs: {
+            files = pulumi.Output.all(h.address, *peers).apply(lambda addrs: {
                 "program_text": (TEMPLATES / "files" / "clustercheck.py").read_text(),
-                "unit_text": render("files/ox-clustercheck.service.j2", program=CLUSTERCHECK, peers=addrs),
-                "init_text": render("files/ox-clustercheck.init.j2", program=CLUSTERCHECK, peers=addrs),
+                **{key: render(template, program=CLUSTERCHECK, self_address=addrs[0], peers=addrs[1:])
+                   for key, template in (("unit_text", "files/ox-clustercheck.service.j2"),
+                                         ("init_text", "files/ox-clustercheck.init.j2"))},
             })
             checks.append(run_script(f"{name}-{h.name}-clustercheck", h, "db/clustercheck.sh.j2", parent=self,
                                      values={"program": CLUSTERCHECK, "program_dir": CLUSTERCHECK_DIR,

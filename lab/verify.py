@@ -135,30 +135,32 @@ def _galera(shell: Shell, state: dict, outputs: dict) -> list[Check]:
 
 
 def _gtid(shell: Shell, state: dict, outputs: dict) -> list[Check]:
-    replication = outputs.get("gtidReplication")
-    if not replication:
-        return []
+    """Each replication link: threads running, and a row written on its source read on the replica."""
+    checks = []
     by_address = {a: h for h, a in outputs["hostAddresses"].items()}
-    master, slave = by_address[outputs["gtidMasterAddress"]], by_address[outputs["gtidSlaveAddress"]]
-    marker = uuid.uuid4().hex
-    shell.sql(master, f"CREATE DATABASE IF NOT EXISTS {SCHEMA}; CREATE TABLE IF NOT EXISTS {SCHEMA}.rows "
-                      f"(id INT AUTO_INCREMENT PRIMARY KEY, marker VARCHAR(64)) ENGINE=InnoDB; "
-                      f"INSERT INTO {SCHEMA}.rows (marker) VALUES ('{marker}')")
-    query = f"SELECT COUNT(*) FROM {SCHEMA}.rows WHERE marker = '{marker}'"
-    seen = _eventually(lambda: shell.sql(slave, query) == "1", 10)
-    _, status, _ = shell.run(slave, "mariadb -e 'SHOW SLAVE STATUS\\G'")
-    threads = dict(re.findall(r"^\s*(Slave_IO_Running|Slave_SQL_Running|Seconds_Behind_Master): (\S+)", status, re.M))
-    return [
-        (f"gtid threads {slave}", threads.get("Slave_IO_Running") == "Yes" and threads.get("Slave_SQL_Running") == "Yes",
-         " ".join(f"{k}={v}" for k, v in threads.items())),
-        (f"gtid row {master} -> {slave}", seen, "written on the master, read on the slave"),
-    ]
+    for link in outputs.get("gtidReplication") or []:
+        replica, source = link["replica"], by_address[link["source"]]
+        marker = uuid.uuid4().hex
+        shell.sql(source, f"CREATE DATABASE IF NOT EXISTS {SCHEMA}; CREATE TABLE IF NOT EXISTS {SCHEMA}.rows "
+                          f"(id INT AUTO_INCREMENT PRIMARY KEY, marker VARCHAR(64)) ENGINE=InnoDB; "
+                          f"INSERT INTO {SCHEMA}.rows (marker) VALUES ('{marker}')")
+        query = f"SELECT COUNT(*) FROM {SCHEMA}.rows WHERE marker = '{marker}'"
+        seen = _eventually(lambda: shell.sql(replica, query) == "1", 10)
+        _, status, _ = shell.run(replica, "mariadb -e 'SHOW SLAVE STATUS\\G'")
+        threads = dict(re.findall(r"^\s*(Slave_IO_Running|Slave_SQL_Running|Seconds_Behind_Master): (\S+)",
+                                  status, re.M))
+        checks += [
+            (f"gtid threads {replica}", threads.get("Slave_IO_Running") == "Yes"
+             and threads.get("Slave_SQL_Running") == "Yes", " ".join(f"{k}={v}" for k, v in threads.items())),
+            (f"gtid row {source} -> {replica}", seen, f"written on {source}, read on {replica}"),
+        ]
+    return checks
 
 
 def _read_write_split(shell: Shell, state: dict, outputs: dict) -> list[Check]:
-    if not outputs.get("galeraStatus"):
+    if not outputs.get("galeraProxies"):
         return []
-    mw = [h for h in outputs["hostAddresses"] if h.startswith("mw")]
+    mw = [p["host"] for p in outputs["galeraProxies"]]
     password = _password(state, "configdb-password")
     writers = {h: Counter(shell.sql(h, "SELECT @@hostname", "127.0.0.1:3307", password) for _ in range(6)) for h in mw}
     readers = {h: Counter(shell.sql(h, "SELECT @@hostname", "127.0.0.1:3306", password) for _ in range(6)) for h in mw}

@@ -10,17 +10,20 @@ MariaDB over the unix socket (unix_socket auth: no password anywhere).
                HAProxy's mysql-write sends all writes there.
   GET /status  this node's view as JSON (what peers ask for).
 
-The writer is the Synced member with the lowest wsrep_local_index. Normally that is index 0;
-when index 0 is not Synced (a donor during a state transfer, say), the next Synced index takes
-the role: the documented fallback. Every node decides from the same facts (the members' own
-/status answers, within one cluster configuration id), so every HAProxy sees the same single
-writer. Index order follows membership, so a restarted old writer may take the role back when
-it rejoins with index 0: writes move to it once it is Synced, and still to one node at a time.
+The writer is recorded in the cluster itself, in ox_clustercheck.writer (one row, by address).
+A node answers /master with 200 while the row names it and it is healthy. When the recorded
+writer is down or not Synced (a donor, say), a healthy node claims the row with a conditional
+UPDATE; Galera certifies one claim and rejects the others, so there is one writer at any moment
+and every HAProxy, asking the same nodes, follows the same one. The first writer (empty table) is
+the healthy member with the lowest wsrep_local_index. Unlike a bare "index 0 is the writer" rule,
+the role does not move back when an old writer rejoins (membership order can give it index 0
+again): writes move only when the writer fails.
 """
 
 import json
 import sys
 import urllib.request
+from typing import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pymysql
@@ -28,12 +31,18 @@ import pymysql
 SOCKET = "/run/mysqld/mysqld.sock"
 PORT = 9200
 PEER_TIMEOUT = 1.0
-PEERS: list[str] = sys.argv[1].split(",") if len(sys.argv) > 1 and sys.argv[1] else []
+SELF = sys.argv[1] if len(sys.argv) > 1 else ""
+PEERS: list[str] = sys.argv[2].split(",") if len(sys.argv) > 2 and sys.argv[2] else []
+
+
+def connect():
+    return pymysql.connect(unix_socket=SOCKET, user="clustercheck", connect_timeout=2, read_timeout=2,
+                           write_timeout=2, autocommit=True)
 
 
 def local_status() -> dict:
     try:
-        conn = pymysql.connect(unix_socket=SOCKET, user="clustercheck", connect_timeout=2, read_timeout=2)
+        conn = connect()
     except pymysql.MySQLError as e:
         return {"up": False, "error": str(e)}
     try:
@@ -66,15 +75,53 @@ def peer_status(address: str) -> dict | None:
         return None  # unreachable or garbled: not a candidate for the writer role
 
 
-def is_writer(mine: dict) -> bool:
-    """Am I the Synced member with the lowest index in my cluster configuration?"""
+def lowest_healthy(mine: dict, peers: list[dict]) -> bool:
+    """No healthy peer in my cluster configuration has a lower index than mine."""
+    return not any(p.get("confId") == mine["confId"] and healthy(p) and 0 <= p["index"] < mine["index"]
+                   for p in peers)
+
+
+def decide(mine: dict, recorded: str | None, peer: Callable[[str], dict | None],
+           claim: Callable[[str | None], bool]) -> bool:
+    """Am I the writer? `recorded`: the address in the writer row (None: no row yet);
+    `peer(address)`: that node's /status or None; `claim(expected)`: take the row, True if won."""
     if not healthy(mine):
         return False
-    for peer in filter(None, map(peer_status, PEERS)):
-        same_view = peer.get("confId") == mine["confId"]
-        if same_view and healthy(peer) and 0 <= peer["index"] < mine["index"]:
-            return False
-    return True
+    if recorded == SELF:
+        return True
+    if recorded is None:
+        return lowest_healthy(mine, [p for p in map(peer, PEERS) if p]) and claim(None)
+    holder = peer(recorded)
+    if holder is not None and healthy(holder):
+        return False
+    return claim(recorded)
+
+
+def is_writer(mine: dict) -> bool:
+    try:
+        conn = connect()
+    except pymysql.MySQLError:
+        return False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT node FROM ox_clustercheck.writer WHERE id = 1")
+            row = cur.fetchone()
+
+            def claim(expected: str | None) -> bool:
+                # Galera certifies one of several concurrent claims; the rest fail or match no row.
+                if expected is None:
+                    cur.execute("INSERT IGNORE INTO ox_clustercheck.writer (id, node) VALUES (1, %s)", (SELF,))
+                else:
+                    cur.execute("UPDATE ox_clustercheck.writer SET node = %s WHERE id = 1 AND node = %s",
+                                (SELF, expected))
+                cur.execute("SELECT node FROM ox_clustercheck.writer WHERE id = 1")
+                return (cur.fetchone() or [None])[0] == SELF
+
+            return decide(mine, row[0] if row else None, peer_status, claim)
+    except pymysql.MySQLError:
+        return False  # a failed claim (certification conflict) or a lost connection: not the writer
+    finally:
+        conn.close()
 
 
 class Handler(BaseHTTPRequestHandler):

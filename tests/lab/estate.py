@@ -1,0 +1,66 @@
+"""Bring a lab stack up for a test module and always take it down again.
+
+The estate runs in its own state dir, bridge and subnet, so it never touches a lab someone
+started by hand (`python -m lab up` uses /ox-lab, oxlab0 and 10.213.0.0/24).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "LAB TESTS SKIPPED: not root (lab hosts need network namespaces and mounts)"
+    for tool in ("ip", "mariadbd", "haproxy", "sshd"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            return f"LAB TESTS SKIPPED: {tool} missing (bash lab/setup.sh installs it)"
+    return None
+
+
+class LabEstate:
+    def __init__(self, stack: str, subnet: str, bridge: str, state_dir: Path):
+        self.stack, self.subnet = stack, subnet
+        self.env = {**os.environ, "OX_LAB_STATE": str(state_dir), "OX_LAB_BRIDGE": bridge}
+
+    def lab(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        """`python -m lab <args> --stack <stack>` in this estate's lab, output captured."""
+        extra = ["--subnet", self.subnet] if args[0] == "up" else []
+        return subprocess.run([sys.executable, "-m", "lab", *args, "--stack", self.stack, *extra], cwd=ROOT,
+                              env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def up(self) -> subprocess.CompletedProcess:
+        result = self.lab("up")
+        assert result.returncode == 0, f"lab up failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        return result
+
+    @property
+    def state(self) -> dict:
+        return json.loads((ROOT / "lab" / "state" / f"{self.stack}.json").read_text())
+
+    def run_on(self, host: str, script: str, check: bool = True) -> str:
+        """Run a shell script inside a lab host (for test set-up and inspection)."""
+        result = subprocess.run([sys.executable, "-m", "lab.hosts", "run", host, "--", "bash", "-c", script],
+                                cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120)
+        if check:
+            assert result.returncode == 0, f"{host}: {script}: {result.stderr}"
+        return result.stdout.strip()
+
+
+@contextmanager
+def lab_estate(stack: str, subnet: str, bridge: str, state_dir: Path):
+    estate = LabEstate(stack, subnet, bridge, state_dir)
+    try:
+        yield estate
+    finally:
+        down = estate.lab("down", timeout=600)
+        if down.returncode != 0:
+            print(f"lab down for {stack} failed:\n{down.stdout}\n{down.stderr}", file=sys.stderr)

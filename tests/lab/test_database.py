@@ -1,0 +1,176 @@
+"""The database tier for real: a 3-node Galera cluster behind HAProxy, and a GTID master-master pair.
+
+One lab estate (stack lab-db) for the module, in its own subnet; the tests run in order:
+up and verify, writer failover, then a second deploy on the populated cluster.
+"""
+
+import json
+import os
+import re
+import threading
+import time
+
+import pytest
+
+from estate import ROOT, lab_estate, skip_reason
+
+_reason = skip_reason()
+if _reason:
+    print(f"\n*** {_reason} ***\n")
+pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
+
+GALERA = ["gdb1", "gdb2", "gdb3"]
+MIDDLEWARE = ["gmw1", "gmw2"]
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("lab-db")
+    saved = os.environ.get("OX_LAB_STATE")
+    os.environ["OX_LAB_STATE"] = str(state_dir)  # for lab.verify.Shell's key lookup in this process
+    try:
+        with lab_estate("lab-db", "10.216.0.0/24", "oxlabd0", state_dir) as estate:
+            estate.first_up = estate.up()
+            from lab.verify import Shell, _password
+
+            estate.shell = Shell(estate.state["outputs"]["hostAddresses"])
+            estate.password = _password(estate.state, "configdb-password")
+            yield estate
+            estate.shell.close()
+    finally:
+        if saved is None:
+            os.environ.pop("OX_LAB_STATE", None)
+        else:
+            os.environ["OX_LAB_STATE"] = saved
+
+
+def _writer(db, mw: str) -> str:
+    return db.shell.sql(mw, "SELECT @@hostname", "127.0.0.1:3307", db.password)
+
+
+def _haproxy_writers(db, mw: str) -> list[str]:
+    _, out, _ = db.shell.run(mw, "echo 'show stat' | socat - unix-connect:/run/haproxy/admin.sock")
+    return [row.split(",")[1] for row in out.splitlines()
+            if row.startswith("mysql-write,") and row.split(",")[17] == "UP" and row.split(",")[1] not in
+            ("FRONTEND", "BACKEND")]
+
+
+def _master_answers(db) -> list[str]:
+    """Which Galera nodes' clustercheck answer 200 on /master right now."""
+    return [n for n in GALERA
+            if db.shell.run(n, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9200/master")[1] == "200"]
+
+
+def test_up_from_scratch_verifies(db):
+    out = db.first_up.stdout
+    assert "verify: " in out and "FAIL" not in out, out[-4000:]
+    for check in ("galera row gdb1 -> gdb3", "gtid row gdb4 -> gdb5", "gtid row gdb5 -> gdb4",
+                  "writes through 3307 land on one node", "reads through 3306 rotate"):
+        assert f"ok    {check}" in out, check
+
+
+def test_timings_are_recorded(db):
+    record = json.loads((ROOT / "lab" / "out" / "lab-db-up-record.json").read_text())
+    ends = {s["name"]: s["end"] for s in record["steps"] if s.get("end") is not None}
+    synced = ends["ox-galera-gdb3-join"] - min(s["start"] for s in record["steps"] if s["name"].startswith("ox-galera"))
+    pair = ends["ox-gtid-gdb4-replica"] - min(s["start"] for s in record["steps"] if s["name"].startswith("ox-gtid"))
+    print(f"\n3-node Galera Synced in {synced:.1f}s; GTID master-master pair replicating in {pair:.1f}s")
+    assert 0 < synced < 600 and 0 < pair < 600
+
+
+def test_tuning_dropped_for_10_11_is_absent_and_durability_is_ox(db):
+    assert db.shell.sql("gdb1", "SELECT @@innodb_flush_log_at_trx_commit, @@sql_mode, @@wsrep_sync_wait") == \
+        "0\tNO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION\t1"
+    _, text, _ = db.shell.run("gdb1", "cat /etc/mysql/ox.conf.d/tunings.cnf")
+    assert "innodb_locks_unsafe_for_binlog: removed in 10.5" in text
+    assert not re.search(r"^innodb_locks_unsafe_for_binlog", text, re.M)
+
+
+def test_sst_user_has_least_privileges(db):
+    grants = db.shell.sql("gdb3", "SHOW GRANTS FOR 'sstuser'@'localhost'")
+    assert grants.startswith("GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR ON *.*")
+    _, mode, _ = db.shell.run("gdb2", "stat -c '%a %U:%G' /etc/mysql/ox.conf.d/sst-auth.cnf /root/.my.cnf")
+    assert mode.splitlines() == ["640 root:mysql", "600 root:root"]
+
+
+def test_writer_moves_within_10s_after_kill_9_and_haproxies_agree(db):
+    writer = _writer(db, "gmw1")
+    assert [_writer(db, mw) for mw in MIDDLEWARE] == [writer, writer]
+    assert _master_answers(db) == [writer]
+
+    samples: list[tuple[float, dict, list]] = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            samples.append((time.monotonic(), {mw: _haproxy_writers(db, mw) for mw in MIDDLEWARE},
+                            _master_answers(db)))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    pid = db.run_on(writer, "cat /run/mysqld/mysqld.pid")
+    killed = time.monotonic()
+    db.run_on(writer, f"kill -9 {pid}")  # the lab started this mariadbd; killed by its pid
+
+    moved = None
+    while time.monotonic() - killed < 30:
+        try:
+            now = _writer(db, "gmw1")
+        except RuntimeError:
+            now = None
+        if now and now != writer:
+            moved = time.monotonic() - killed
+            break
+        time.sleep(0.1)
+    time.sleep(2)
+    stop.set()
+    watcher.join(timeout=30)
+    print(f"\nwrites moved from {writer} to {now} in {moved}s; {len(samples)} samples")
+    assert moved is not None and moved < 10, f"writes did not move off {writer} within 10 s"
+    for _, per_haproxy, masters in samples:
+        assert all(len(w) <= 1 for w in per_haproxy.values()), per_haproxy  # never two writers in one HAProxy
+        assert len(masters) <= 1, masters  # clustercheck names at most one writer at any moment
+    settled = samples[-1][1]
+    assert len({tuple(w) for w in settled.values()}) == 1, settled  # and every HAProxy follows it
+
+
+def test_second_deploy_repairs_the_crashed_node_and_keeps_rows_and_datadirs(db):
+    """Re-running the whole deploy on a populated cluster whose old writer crashed (kill -9 above).
+
+    The lab has no supervisor to restart a crashed mariadbd (systemd does that on real hosts), so
+    the node is still down: the deploy must bring it back by a normal join, lose no row, replace
+    no datadir, and leave the writer role where the failover put it.
+    """
+    writer = _writer(db, "gmw1")
+    db.shell.sql(writer, "CREATE DATABASE IF NOT EXISTS keep; CREATE TABLE IF NOT EXISTS keep.t "
+                         "(id INT AUTO_INCREMENT PRIMARY KEY, v INT); INSERT INTO keep.t (v) VALUES (1),(2),(3),(4)")
+    db.shell.sql("gdb4", "CREATE DATABASE IF NOT EXISTS keep; CREATE TABLE IF NOT EXISTS keep.t "
+                         "(id INT AUTO_INCREMENT PRIMARY KEY, v INT); INSERT INTO keep.t (v) VALUES (1),(2)")
+    nodes = GALERA + ["gdb4", "gdb5"]
+    down = [n for n in GALERA if db.shell.run(n, "mariadb-admin ping")[0] != 0]
+    assert len(down) == 1, down
+    inodes = {n: db.shell.run(n, "stat -c %i /var/lib/mysql")[1] for n in nodes}
+    expected = {n: "4" if n in GALERA else "2" for n in nodes}
+    assert {n: _wait_row_count(db, n, expected[n]) for n in nodes if n not in down} == \
+        {n: expected[n] for n in nodes if n not in down}
+
+    result = db.up()
+    assert "FAIL" not in result.stdout, result.stdout[-3000:]
+    assert {n: _wait_row_count(db, n, expected[n]) for n in nodes} == expected
+    assert {n: db.shell.run(n, "stat -c %i /var/lib/mysql")[1] for n in nodes} == inodes
+    assert [_writer(db, mw) for mw in MIDDLEWARE] == [writer, writer]  # no move back to the rejoined node
+
+
+def _wait_row_count(db, node: str, expected: str) -> str:
+    """Replication to the GTID slave is asynchronous: give the rows a moment to arrive."""
+    deadline = time.monotonic() + 30
+    count = None
+    while time.monotonic() < deadline:
+        try:
+            count = db.shell.sql(node, "SELECT COUNT(*) FROM keep.t")
+        except RuntimeError:
+            count = None
+        if count == expected:
+            break
+        time.sleep(0.3)
+    return count

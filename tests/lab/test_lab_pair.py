@@ -1,0 +1,66 @@
+"""The smallest lab estate end to end: the real program, run over SSH on two lab hosts.
+
+`python -m lab up --stack lab-pair` creates the hosts, runs __main__.py with every remote
+command executed for real, and verifies; `down` removes everything again.
+"""
+
+import json
+
+import pytest
+
+from estate import lab_estate, skip_reason
+
+_reason = skip_reason()
+if _reason:
+    print(f"\n*** {_reason} ***\n")
+pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    with lab_estate("lab-pair", "10.215.0.0/24", "oxlabp0", tmp_path_factory.mktemp("lab-pair")) as estate:
+        estate.first_up = estate.up()
+        yield estate
+
+
+def test_up_verifies(pair):
+    out = pair.first_up.stdout
+    assert "verify: " in out and "FAIL" not in out, out[-3000:]
+    for check in ("ssh pdb1", "ssh pmw1", "packages present", "facts -> /etc/hosts chained"):
+        assert f"ok    {check}" in out
+
+
+def test_facts_stdout_reached_the_next_step(pair):
+    """The hostname each host printed in its facts step is in every host's /etc/hosts block."""
+    block = pair.run_on("pmw1", "sed -n '/^# BEGIN ox-estate/,/^# END ox-estate/p' /etc/hosts")
+    assert "10.215.0.11 pdb1" in block and "10.215.0.21 pmw1" in block
+    facts = pair.state["outputs"]["hostFacts"]
+    assert facts["pdb1"]["hostname"] == "pdb1" and facts["pdb1"]["packages"]["mariadb-server"]
+
+
+def test_record_has_every_step_with_timings_and_dependencies(pair):
+    from estate import ROOT
+
+    record = json.loads((ROOT / "lab" / "out" / "lab-pair-up-record.json").read_text())
+    steps = {s["name"]: s for s in record["steps"]}
+    assert steps["pmw1-hosts-file"]["exitCode"] == 0
+    assert "pdb1-facts" in steps["pmw1-hosts-file"]["dependencies"]
+    assert steps["pmw1-hosts-file"]["start"] >= steps["pdb1-facts"]["end"]
+
+
+def test_standalone_db_and_grants_are_real(pair):
+    grants = pair.run_on("pdb1", "mariadb -N -e \"SHOW GRANTS FOR 'openexchange'@'10.215.0.21'\"")
+    assert "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, REFERENCES, INDEX, ALTER, SHOW DATABASES, " \
+           "CREATE TEMPORARY TABLES, LOCK TABLES, SHOW VIEW ON *.* TO `openexchange`@`10.215.0.21`" in grants
+    assert pair.run_on("pdb1", "mariadb -N -e 'SELECT @@server_id, @@character_set_server'") == "1\tutf8mb4"
+
+
+def test_second_up_is_idempotent(pair):
+    """A second run re-runs every step (the lab has no diff engine) and they all find their work done."""
+    inode = pair.run_on("pdb1", "stat -c %i /var/lib/mysql")
+    pair.run_on("pdb1", "mariadb -e 'CREATE DATABASE IF NOT EXISTS keep; CREATE TABLE IF NOT EXISTS keep.t (i INT);"
+                        " INSERT INTO keep.t VALUES (1),(2),(3)'")
+    result = pair.up()
+    assert "FAIL" not in result.stdout
+    assert pair.run_on("pdb1", "mariadb -N -e 'SELECT COUNT(*) FROM keep.t'") == "3"
+    assert pair.run_on("pdb1", "stat -c %i /var/lib/mysql") == inode
