@@ -1,3 +1,4 @@
+import asyncio
 import copy
 import gc
 import sys
@@ -61,10 +62,13 @@ def stack_config(ssh_key):
 
 @pytest.fixture(autouse=True)
 def _reset_pulumi_runtime():
-    """Leave no mocks, outputs or failed futures behind for the next test."""
+    """Give each test its own event loop, and leave no mocks, outputs or failed futures behind."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     yield
     from pulumi.runtime import settings
 
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
     gc.collect()
+    loop.close()
