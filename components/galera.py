@@ -36,6 +36,8 @@ class GaleraCluster(pulumi.ComponentResource):
     read_endpoint = "127.0.0.1:3306"
     status: pulumi.Output[list]
     ready: list[pulumi.Resource]
+    # configdb.properties com.openexchange.database.replicationMonitor: wsrep_sync_wait=1 makes reads causal, so OX needs no replication monitor.
+    replication_monitor = False
 
     def __init__(self, name: str, cfg: EstateConfig, hosts: list[Host], facts: pulumi.Output[dict],
                  secrets: StackSecrets, ox_clients: list[pulumi.Input[str]],

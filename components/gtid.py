@@ -36,6 +36,8 @@ class GtidPair(pulumi.ComponentResource):
     slave_address: pulumi.Input[str]
     replication: pulumi.Output[list]
     ready: list[pulumi.Resource]
+    # configdb.properties com.openexchange.database.replicationMonitor: replicas lag; OX must check before reading from the slave.
+    replication_monitor = True
 
     def __init__(self, name: str, cfg: EstateConfig, master: Host, slave: Host, facts: pulumi.Output[dict],
                  secrets: StackSecrets, ox_clients: list[pulumi.Input[str]],

@@ -21,6 +21,8 @@ from .secrets import StackSecrets
 class StandaloneDb(pulumi.ComponentResource):
     address: pulumi.Input[str]
     ready: list[pulumi.Resource]
+    # configdb.properties com.openexchange.database.replicationMonitor: one server: nothing to lag behind.
+    replication_monitor = False
 
     def __init__(self, name: str, cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], secrets: StackSecrets,
                  ox_clients: list[pulumi.Input[str]], opts: pulumi.ResourceOptions | None = None):
