@@ -26,3 +26,12 @@ if estate.gtid:
     pulumi.export("gtidReplication", estate.gtid.replication)
 if estate.db_proxy:
     pulumi.export("galeraProxies", estate.db_proxy.proxies)
+if estate.middleware:
+    pulumi.export("configdbWriteHost", estate.middleware.configdb_write_host)
+    pulumi.export("middlewareBackends", estate.middleware.backend_routes)
+if estate.registration:
+    pulumi.export("serverId", estate.registration.server_id)
+    pulumi.export("filestoreId", estate.registration.filestore_id)
+    pulumi.export("registeredDatabaseIds", estate.registration.database_ids)
+    if estate.registration.context_id is not None:
+        pulumi.export("contextId", estate.registration.context_id)

@@ -220,13 +220,25 @@ class MiddlewareNode(_Model):
     role: Literal["backend", "provisioning"] = "backend"
 
 
+class FirstContext(_Model):
+    """An optional first context (createcontext), with its admin user."""
+    context_id: int = Field(1, ge=1)
+    name: str = Field("context1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    admin_user: str = Field("oxadmin", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    admin_email: str = "oxadmin@example.com"
+    quota_mb: int = Field(1000, ge=1)
+    mappings: list[str] = Field(default_factory=list)  # login mappings (e.g. the mail domain)
+
+
 class MiddlewareSpec(_Model):
     cluster_name: str = Field("ox-cluster", pattern=r"^[A-Za-z0-9_-]{1,64}$")  # Hazelcast group name
     server_name: str = Field("oxserver", pattern=r"^[A-Za-z0-9_-]{1,64}$")  # registerserver -n
     nodes: list[MiddlewareNode] = Field(min_length=1)
     servermemory_mb: int = Field(2048, ge=512)
     package_source: Literal["preinstalled", "repository"] = "preinstalled"
-    repository_url: str | None = None
+    repository_url: str | None = None  # e.g. https://software.open-xchange.com/products/appsuite/stable/backend/DebianBookworm
+    repository_user: str | None = None  # the password is the secret oxRepositoryPassword
+    first_context: FirstContext | None = None
 
 
 class FrontendSpec(_Model):
@@ -244,6 +256,11 @@ class FilestoreSpec(_Model):
     # The open-xchange user and group: the same ids on every middleware node and the NFS server.
     uid: int = Field(1000, ge=100, le=65533)
     gid: int = Field(1000, ge=100, le=65533)
+    # "nfs": an fstab entry and a mount on every middleware node. "preprovisioned": the platform
+    # already provides the shared path there (another mount mechanism, or the lab's shared dir).
+    client_mount: Literal["nfs", "preprovisioned"] = "nfs"
+    size_mb: int = Field(1_000_000, ge=1)  # registerfilestore -s
+    max_contexts: int = Field(5000, ge=1)  # registerfilestore -x
 
 
 # --- secrets -------------------------------------------------------------------------------
@@ -256,7 +273,8 @@ SECRET_KEYS: dict[str, str] = {
     "replicationPassword": "GTID replication user password",
     "configdbPassword": "password of the 'openexchange' DB user",
     "oxAdminMasterPassword": "OX admin master (oxadminmaster) password",
-    "hazelcastGroupPassword": "Hazelcast group password",
+    "hazelcastGroupPassword": "Hazelcast group password (App Suite before 7.10.2)",
+    "oxContextAdminPassword": "password of the first context's admin user",
     "oxRepositoryPassword": "credentials for OX's package repository",
 }
 
@@ -269,6 +287,7 @@ class Secrets(_Model):
     configdb_password: SecretStr | None = None
     ox_admin_master_password: SecretStr | None = None
     hazelcast_group_password: SecretStr | None = None
+    ox_context_admin_password: SecretStr | None = None
     ox_repository_password: SecretStr | None = None
 
 
@@ -426,6 +445,9 @@ def _middleware_checks(cfg: EstateConfig) -> list[tuple[str, str]]:
             problems.append((path, f"duplicate jkroute '{route}': each node needs its own route"))
         if mw.package_source == "repository" and not mw.repository_url:
             problems.append(("middleware.repositoryUrl", "packageSource 'repository' needs a repositoryUrl"))
+        if mw.package_source == "repository" and cfg.secrets.ox_repository_password is None:
+            problems.append(("oxRepositoryPassword", "packageSource 'repository' needs the repository password: "
+                             f"pulumi config set --secret {NAMESPACE}:oxRepositoryPassword"))
         if cfg.database is None:
             problems.append(("middleware", "middleware needs a database section for its configdb"))
     fe = cfg.frontend

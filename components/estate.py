@@ -1,8 +1,8 @@
 """Estate: wires one stack's components together.
 
-Today: the stack's secrets, the hosts from the configured provider, and each host's baseline.
-The database, middleware, filestore and frontend tiers attach here as they land, each taking
-the hosts and the outputs of the tiers it depends on.
+hosts -> baseline -> databases (Galera, GTID pair, standalone) -> read/write split (HAProxy on the
+middleware nodes) -> middleware -> filestore mounts -> registration -> frontends. Each tier takes
+the hosts and the outputs of the tiers it depends on, and waits only for what it needs.
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ import pulumi
 from .baseline import HostBaseline
 from .config import EstateConfig
 from .dbproxy import ReadWriteSplit
+from .filestore import NfsFilestore
 from .galera import GaleraCluster
 from .gtid import GtidPair
 from .hosts import provision_hosts
+from .middleware import ConfigdbEndpoints, OXMiddlewareGroup
+from .registration import OXRegistration, UserDb
 from .secrets import stack_secrets
 from .standalone import StandaloneDb
 
@@ -25,35 +28,64 @@ class Estate(pulumi.ComponentResource):
 
     def __init__(self, name: str, cfg: EstateConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:index:Estate", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
 
         self.secrets = stack_secrets(cfg, parent=self)
         hosts = provision_hosts(cfg, self.secrets.ssh_private_key, parent=self)
-        baseline = HostBaseline(f"{name}-baseline", cfg, hosts, pulumi.ResourceOptions(parent=self))
+        baseline = HostBaseline(f"{name}-baseline", cfg, hosts, child)
         self.hosts = baseline.hosts
 
         db = cfg.database
-        ox_clients = [self.hosts[n.host].address for n in cfg.middleware.nodes] if cfg.middleware else []
-        self.galera = None
+        mw_hosts = [self.hosts[n.host] for n in cfg.middleware.nodes] if cfg.middleware else []
+        ox_clients = [h.address for h in mw_hosts]
+        self.galera = self.db_proxy = self.gtid = self.standalone = None
         if db and db.galera:
-            self.galera = GaleraCluster(f"{name}-galera", cfg, [self.hosts[n] for n in db.galera.nodes],
-                                        baseline.facts, self.secrets, ox_clients, pulumi.ResourceOptions(parent=self))
-
-        self.db_proxy = None
-        if self.galera and cfg.middleware:
-            self.db_proxy = ReadWriteSplit(
-                f"{name}-dbproxy", self.galera, [self.hosts[n] for n in db.galera.nodes],
-                [self.hosts[n.host] for n in cfg.middleware.nodes], pulumi.ResourceOptions(parent=self))
-
-        self.gtid = None
+            galera_hosts = [self.hosts[n] for n in db.galera.nodes]
+            self.galera = GaleraCluster(f"{name}-galera", cfg, galera_hosts, baseline.facts, self.secrets,
+                                        ox_clients, child)
+            if mw_hosts:
+                self.db_proxy = ReadWriteSplit(f"{name}-dbproxy", self.galera, galera_hosts, mw_hosts, child)
         if db and db.gtid:
             self.gtid = GtidPair(f"{name}-gtid", cfg, self.hosts[db.gtid.master.host], self.hosts[db.gtid.slave.host],
-                                 baseline.facts, self.secrets, ox_clients, pulumi.ResourceOptions(parent=self))
-
-        self.standalone = None
+                                 baseline.facts, self.secrets, ox_clients, child)
         if db and db.standalone:
             self.standalone = StandaloneDb(f"{name}-standalone", cfg, self.hosts[db.standalone.host], baseline.facts,
-                                           self.secrets, ox_clients, pulumi.ResourceOptions(parent=self))
+                                           self.secrets, ox_clients, child)
+
+        self.middleware = self.filestore = self.registration = None
+        if cfg.middleware:
+            databases_ready = [r for tier in (self.galera, self.db_proxy, self.gtid, self.standalone) if tier
+                               for r in tier.ready]
+            self.middleware = OXMiddlewareGroup(f"{name}-mw", cfg, self.hosts, self._configdb(db.configdb),
+                                                self.secrets, databases_ready, child)
+            filestore_ready: list[pulumi.Resource] = []
+            if cfg.filestore:
+                self.filestore = NfsFilestore(f"{name}-fs", cfg, self.hosts[cfg.filestore.server], mw_hosts,
+                                              self.middleware.users, child)
+                filestore_ready = self.filestore.ready
+                self.registration = OXRegistration(
+                    f"{name}-registration", cfg, self.middleware.admin_host,
+                    [self._userdb(t) for t in (db.userdbs or [db.configdb])], cfg.filestore.mount_path,
+                    self.secrets, [*self.middleware.ready, *filestore_ready], child)
 
         self.host_addresses = {n: h.address for n, h in self.hosts.items()}
         self.host_facts = baseline.facts
         self.register_outputs({"hostAddresses": self.host_addresses, "hostFacts": self.host_facts})
+
+    def _configdb(self, topology: str) -> ConfigdbEndpoints:
+        """Where OX nodes find the configdb, by the topology that holds it."""
+        if topology == "galera":  # through the HAProxy on each middleware node
+            return ConfigdbEndpoints("127.0.0.1", 3306, "127.0.0.1", 3307, self.galera.replication_monitor)
+        if topology == "gtid":
+            return ConfigdbEndpoints(self.gtid.slave_address, 3306, self.gtid.master_address, 3306,
+                                     self.gtid.replication_monitor)
+        return ConfigdbEndpoints(self.standalone.address, 3306, self.standalone.address, 3306,
+                                 self.standalone.replication_monitor)
+
+    def _userdb(self, topology: str) -> UserDb:
+        """A userdb as OX registers it: the write instance, and the read instance if there is one."""
+        if topology == "galera":
+            return UserDb("oxdb_galera", "127.0.0.1:3307", "127.0.0.1:3306")
+        if topology == "gtid":
+            return UserDb("oxdb_gtid", self.gtid.master_address, self.gtid.slave_address)
+        return UserDb("oxdb_standalone", self.standalone.address, None)

@@ -7,6 +7,7 @@ got, so a surprising tool output fails the deploy at the step that printed it.
 from __future__ import annotations
 
 import json
+import re
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -49,3 +50,25 @@ def parse_facts(step: str, stdout: str) -> HostFacts:
         return HostFacts.model_validate(parse_json_line(step, stdout))
     except (StepOutputError, ValidationError):
         raise StepOutputError(step, "one JSON line of host facts", stdout) from None
+
+
+_REGISTERED = re.compile(r"^(server|filestore|database) (\d+) registered$")
+_CONTEXT = re.compile(r"^context (\d+) created$")
+
+
+def parse_registered_id(step: str, stdout: str, kind: str) -> int:
+    """`registerserver`/`registerfilestore`/`registerdatabase` print `<kind> <id> registered`."""
+    last = stdout.strip().splitlines()[-1].strip() if stdout.strip() else ""
+    m = _REGISTERED.match(last)
+    if not m or m.group(1) != kind:
+        raise StepOutputError(step, f"'{kind} <id> registered'", stdout)
+    return int(m.group(2))
+
+
+def parse_context_id(step: str, stdout: str) -> int:
+    """`createcontext` prints `context <id> created`."""
+    last = stdout.strip().splitlines()[-1].strip() if stdout.strip() else ""
+    m = _CONTEXT.match(last)
+    if not m:
+        raise StepOutputError(step, "'context <id> created'", stdout)
+    return int(m.group(1))

@@ -23,6 +23,8 @@ class StackSecrets:
     configdb_password: pulumi.Output[str]
     ox_admin_master_password: pulumi.Output[str]
     hazelcast_group_password: pulumi.Output[str]
+    ox_context_admin_password: pulumi.Output[str]
+    ox_repository_password: pulumi.Output[str] | None  # only from config: never generated
 
 
 def stack_secrets(cfg: EstateConfig, parent: pulumi.Resource) -> StackSecrets:
@@ -37,7 +39,9 @@ def stack_secrets(cfg: EstateConfig, parent: pulumi.Resource) -> StackSecrets:
         )
         return generated.result
 
+    repository = cfg.secrets.ox_repository_password
     return StackSecrets(
         ssh_private_key=pulumi.Output.secret(cfg.secrets.ssh_private_key.get_secret_value()),
-        **{f: secret(f) for f in StackSecrets.__dataclass_fields__ if f != "ssh_private_key"},
+        ox_repository_password=pulumi.Output.secret(repository.get_secret_value()) if repository else None,
+        **{f: secret(f) for f in StackSecrets.__dataclass_fields__ if f not in ("ssh_private_key", "ox_repository_password")},
     )

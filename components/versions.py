@@ -93,3 +93,12 @@ def supported_releases() -> list[str]:
 
 def recommended_sql_mode(flavor: DbFlavor, version: str, line: AppSuiteLine) -> tuple[str, ...] | None:
     return SQL_MODE_MATRIX.get((flavor, version, line))
+
+
+def appsuite_before(version: str, release: tuple[int, ...]) -> bool:
+    """Is App Suite `version` older than `release` (e.g. (7, 10, 2))?"""
+    m = _APPSUITE_VERSION.match(version)
+    if not m:
+        raise ValueError(f"'{version}' is not an App Suite version")
+    parts = tuple(int(g or 0) for g in m.groups())
+    return parts < tuple(release) + (0,) * (3 - len(release))

@@ -119,6 +119,13 @@ class UnitMocks(pulumi.runtime.Mocks):
             size = int(re.search(r"\[ \"\$size\" = (\d+) \]", create).group(1))
             return json.dumps({"node": name.split("-")[-2], "clusterSize": size, "status": "Primary",
                                "state": "Synced", "ready": "ON", "uuid": "6b1c8f7e-0000-0000-0000-000000000001"})
+        registered = re.search(r"-registration-(server|filestore|database)(?:-(.+))?$", name)
+        if registered:
+            kind, db = registered.groups()
+            ids = {"server": 1, "filestore": 2}
+            return f"{kind} {ids.get(kind) or 10 + sum(map(ord, db)) % 80} registered"
+        if name.endswith("-registration-context"):
+            return "context 1 created"
         if name.endswith("-haproxy"):
             return json.dumps({"host": name.split("-")[-2], "writers": 1, "readers": 3})
         if name.endswith("-replica"):

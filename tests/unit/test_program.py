@@ -75,7 +75,7 @@ def test_no_secret_in_any_unsecret_input(recording, ssh_key):
     """Neither configured nor generated secrets appear anywhere a resource input is not secret."""
     generated = [f"generated-{r.name}-0123456789abcdef"
                  for r in recording.of_type("random:index/randomPassword:RandomPassword")]
-    assert len(generated) == 4  # of six passwords, root and configdb come from config
+    assert len(generated) == 5  # of seven passwords, root and configdb come from config
     key_line = ssh_key.strip().splitlines()[1]
     for r in recording.non_stack:
         text = _plain_text(r.inputs)
@@ -83,10 +83,19 @@ def test_no_secret_in_any_unsecret_input(recording, ssh_key):
             assert secret not in text, f"{r.name} carries a secret in clear"
 
 
-def test_triggers_are_the_hash_of_the_script(recording):
+def test_triggers_are_the_hash_of_the_script_or_of_what_an_undo_undoes(recording):
+    """Steps with an undo (unregister) are keyed on their identity, so an edited script updates in
+    place instead of replacing, which would unregister and register again under a new id."""
     for r in recording.of_type("command:remote:Command"):
         create = unwrap(r.inputs["create"])
-        assert r.inputs["triggers"] == [hashlib.sha256(create.encode()).hexdigest()], r.name
+        if "delete" in r.inputs:
+            assert r.inputs["triggers"] != [hashlib.sha256(create.encode()).hexdigest()], r.name
+        else:
+            assert r.inputs["triggers"] == [hashlib.sha256(create.encode()).hexdigest()], r.name
+    undoable = sorted(r.name for r in recording.of_type("command:remote:Command") if "delete" in r.inputs)
+    assert undoable == ["ox-registration-database-oxdb-galera", "ox-registration-database-oxdb-galera-read",
+                        "ox-registration-database-oxdb-gtid", "ox-registration-database-oxdb-gtid-read",
+                        "ox-registration-filestore", "ox-registration-server"]
 
 
 def test_scripts_run_with_bash_strict_mode(recording):

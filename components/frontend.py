@@ -1,0 +1,113 @@
+"""ApacheFrontend: Apache 2.4 in front of the OX middleware (oxpedia "Configure Apache", cluster notes).
+
+Creates, per web host (`<name>-<host>-<phase>`):
+- `install`: apache2 where missing; a pristine distro default site is disabled;
+- `configure`: the App Suite vhost (balancer://oxcluster sticky on JSESSIONID|jsessionid by
+  jkroute, balancer://eas_oxcluster with long timeouts for ActiveSync/USM, SOAP and
+  balancer-manager for the admin networks only) and the mpm_event sizing, built and checked with
+  `apache2ctl -t` in a copy of /etc/apache2 before the real one is touched;
+- `start`: starts Apache, or restarts/reloads it when `configure` changed something, and waits
+  until the new configuration answers;
+- `check`: one JSON line (url, mpm, generation, what a request through the balancer got).
+
+Dedicated frontends list every backend as a normal member. Colocated ones run on the backend
+middleware hosts themselves: the host's own member is normal and the others are hot standbys
+(`status=+H`), so each host gets its own config. Provisioning nodes are never members.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pulumi
+
+from .config import EstateConfig
+from .hosts import Host
+from .parse import parse_json_line
+from .remote import run_script
+from .render import render
+
+# What the config uses. a2enmod would pull the "# Depends:" ones in itself; the configure step
+# links modules directly (see its script), so they are listed. Without lbmethod_byrequests
+# Apache does not start and without proxy_http every request gets a 503, and `apache2 -t`
+# catches neither (lab-findings), so the step also checks `apache2ctl -M` for each.
+MODULES = ("mpm_event", "authz_core", "authz_host", "alias", "env", "filter", "mime", "setenvif", "headers",
+           "rewrite", "expires", "deflate", "status", "slotmem_shm", "proxy", "proxy_http", "proxy_balancer",
+           "lbmethod_byrequests")
+OTHER_MPMS = ("mpm_prefork", "mpm_worker")
+SITE = "000-appsuite"  # sorts before 000-default: the first *:80 vhost answers unknown Host headers
+MPM_CONF = "ox-mpm-event"
+# oxpedia "Tune apache2": 32 threads per child; MaxRequestWorkers / ThreadsPerChild = ServerLimit.
+THREADS_PER_CHILD = 32
+START_SERVERS = 10
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One balancer member: an OX node with role "backend" (provisioning nodes are never members)."""
+
+    name: str
+    address: pulumi.Input[str]
+    jkroute: str
+
+
+def mpm_values(max_connections: int) -> dict[str, int]:
+    """mpm_event sizing for `max_connections`, rounded up to whole children."""
+    server_limit = math.ceil(max_connections / THREADS_PER_CHILD)
+    return {"server_limit": server_limit, "start_servers": min(START_SERVERS, server_limit),
+            "threads_per_child": THREADS_PER_CHILD, "max_request_workers": server_limit * THREADS_PER_CHILD}
+
+
+def members_for(host: str, backends: list[Backend], addresses: list[str], colocated: bool) -> list[dict]:
+    """The BalancerMember values on `host`: colocated hosts prefer their own node, the rest are +H."""
+    return [{"address": addr, "route": b.jkroute, "standby": colocated and b.name != host}
+            for b, addr in zip(backends, addresses)]
+
+
+def site_config(host: str, members: list[dict], admin_networks: list[str]) -> str:
+    return render("web/appsuite-site.conf.j2", host=host, members=members, admin_networks=admin_networks)
+
+
+class ApacheFrontend(pulumi.ComponentResource):
+    urls: pulumi.Output[list]
+    status: pulumi.Output[list]
+    ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, cfg: EstateConfig, web_hosts: list[Host], backends: list[Backend],
+                 depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ox-estate:web:ApacheFrontend", name, None, opts)
+        fe = cfg.frontend
+        if fe is None:
+            raise ValueError(f"{name}: the stack has no frontend section")
+        if not backends:
+            raise ValueError(f"{name}: an Apache frontend needs at least one backend member")
+        colocated = fe.mode == "colocated"
+        admin_networks = [str(n) for n in fe.admin_networks]
+        mpm = render("web/mpm-event.conf.j2", max_connections=fe.max_connections, **mpm_values(fe.max_connections))
+
+        checks = {h.name: self._create_host(name, h, backends, colocated, admin_networks, mpm, depends_on)
+                  for h in web_hosts}
+        self.status = pulumi.Output.all(*[
+            c.stdout.apply(lambda out, n=n: parse_json_line(f"{name}-{n}-check", out)) for n, c in checks.items()
+        ])
+        self.urls = self.status.apply(lambda rows: [r["url"] for r in rows])
+        self.ready = list(checks.values())
+        self.register_outputs({"urls": self.urls, "status": self.status})
+
+    def _create_host(self, name: str, h: Host, backends: list[Backend], colocated: bool,
+                     admin_networks: list[str], mpm: str, depends_on: list[pulumi.Resource]):
+        step = f"{name}-{h.name}"
+        site = pulumi.Output.all(*[b.address for b in backends]).apply(
+            lambda addrs: site_config(h.name, members_for(h.name, backends, addrs, colocated), admin_networks))
+        install = run_script(f"{step}-install", h, "web/apache-install.sh.j2", parent=self)
+        configure = run_script(f"{step}-configure", h, "web/apache-configure.sh.j2", parent=self,
+                               values={"site": site, "site_name": SITE, "mpm": mpm, "mpm_name": MPM_CONF,
+                                       "modules": list(MODULES), "other_mpms": list(OTHER_MPMS)},
+                               depends_on=[install])
+        # Apache serves only once its backends are up: no window of 503s from a fresh frontend.
+        start = run_script(f"{step}-start", h, "web/apache-start.sh.j2", parent=self,
+                           depends_on=[configure, *depends_on])
+        url = pulumi.Output.concat("http://", h.address, "/appsuite/")
+        return run_script(f"{step}-check", h, "web/apache-check.sh.j2", parent=self,
+                          values={"url": url}, depends_on=[start])

@@ -1,0 +1,112 @@
+"""OXMiddlewareGroup: the OX App Suite middleware nodes of one OX cluster.
+
+Creates, as steps named `<group>-<node>-<phase>`:
+- ox-user (every node): the open-xchange user and group with the estate's fixed uid/gid;
+- packages (every node): OX's packages, preinstalled (golden image) or from OX's repository,
+  with the Hazelcast session storage when there are several nodes;
+- initconfigdb (first node, once per OX cluster): the configdb on its write host; an existing
+  configdb is adopted, never re-initialized;
+- configure (every node): oxinstaller with identical options but a unique --jkroute,
+  hazelcast.properties (static join over every node), the replication monitor setting for the
+  configdb's topology; (re)starts the service and waits for the admin daemon.
+
+The provisioning node (role "provisioning") is configured like the others and joins the
+Hazelcast cluster, but is never a frontend backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from .config import EstateConfig
+from .grants import OX_DB_USER
+from .hosts import Host
+from .remote import run_script
+from .render import render
+from .secrets import StackSecrets
+from .versions import appsuite_before
+
+OX_PACKAGES = ["open-xchange", "open-xchange-admin", "open-xchange-authentication-database", "open-xchange-grizzly",
+               "open-xchange-appsuite-backend", "open-xchange-appsuite-manifest"]
+CONFIGDB_NAME = "configdb"
+
+
+@dataclass(frozen=True)
+class ConfigdbEndpoints:
+    """How OX nodes reach the configdb, and whether OX must watch replication lag."""
+    read_host: pulumi.Input[str]
+    read_port: int
+    write_host: pulumi.Input[str]
+    write_port: int
+    replication_monitor: bool
+
+
+class OXMiddlewareGroup(pulumi.ComponentResource):
+    nodes: dict[str, Host]
+    backends: list[tuple[str, pulumi.Input[str], str]]  # (host, address, jkroute) behind the frontends
+    admin_host: Host  # where the registration runs: the provisioning node if there is one
+    users: dict[str, pulumi.Resource]  # each node's open-xchange user step (the filestore needs it)
+    ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, cfg: EstateConfig, hosts: dict[str, Host], configdb: ConfigdbEndpoints,
+                 secrets: StackSecrets, depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ox-estate:mw:OXMiddlewareGroup", name, None, opts)
+        mw = cfg.middleware
+        self.nodes = {n.host: hosts[n.host] for n in mw.nodes}
+        first = self.nodes[mw.nodes[0].host]
+        provisioning = [n.host for n in mw.nodes if n.role == "provisioning"]
+        self.admin_host = self.nodes[provisioning[0]] if provisioning else first
+        self.backends = [(n.host, hosts[n.host].address, n.jkroute) for n in mw.nodes if n.role == "backend"]
+        group_password = appsuite_before(cfg.versions.appsuite, (7, 10, 2))
+
+        def step(host: Host, phase: str, template: str, **kw) -> pulumi.Resource:
+            return run_script(f"{name}-{host.name}-{phase}", host, template, parent=self, **kw)
+
+        packages = OX_PACKAGES + (["open-xchange-sessionstorage-hazelcast"] if len(mw.nodes) > 1 else [])
+        repo = {"OX_REPOSITORY_PASSWORD": secrets.ox_repository_password} if mw.package_source == "repository" else {}
+        prepared, self.users = {}, {}
+        for n in mw.nodes:
+            host = self.nodes[n.host]
+            user = self.users[n.host] = step(host, "ox-user", "ox-user.sh.j2", values={"uid": cfg.filestore.uid if cfg.filestore else 1000,
+                                                                  "gid": cfg.filestore.gid if cfg.filestore else 1000})
+            prepared[n.host] = step(host, "packages", "mw/ox-packages.sh.j2", secrets=repo, depends_on=[user],
+                                    values={"source": mw.package_source, "packages": packages,
+                                            "repository_url": mw.repository_url or "",
+                                            "repository_host": _url_host(mw.repository_url),
+                                            "repository_user": mw.repository_user or ""})
+
+        endpoints = {"write_host": configdb.write_host, "write_port": configdb.write_port,
+                     "db_user": OX_DB_USER, "db_name": CONFIGDB_NAME}
+        configdb_ready = step(first, "initconfigdb", "mw/initconfigdb.sh.j2", values=endpoints,
+                              secrets={"CONFIGDB_PASSWORD": secrets.configdb_password},
+                              depends_on=[prepared[first.name], *depends_on])
+
+        addresses = [h.address for h in self.nodes.values()]
+        hazelcast = pulumi.Output.all(*addresses).apply(lambda members: render(
+            "ox/hazelcast.properties.j2", cluster_name=mw.cluster_name, members=members, interfaces=members))
+        node_secrets = {"CONFIGDB_PASSWORD": secrets.configdb_password,
+                        "OX_ADMIN_MASTER_PASSWORD": secrets.ox_admin_master_password}
+        if group_password:
+            node_secrets["HAZELCAST_GROUP_PASSWORD"] = secrets.hazelcast_group_password
+        self.ready = [
+            step(self.nodes[n.host], "configure", "mw/ox-configure.sh.j2", secrets=node_secrets,
+                 depends_on=[prepared[n.host], configdb_ready],
+                 values={**endpoints, "read_host": configdb.read_host, "read_port": configdb.read_port,
+                         "server_name": mw.server_name, "cluster_name": mw.cluster_name, "jkroute": n.jkroute,
+                         "servermemory": mw.servermemory_mb, "hazelcast": hazelcast,
+                         "hazelcast_group_password": group_password,
+                         "replication_monitor": str(configdb.replication_monitor).lower()})
+            for n in mw.nodes
+        ]
+        self.configdb_write_host = pulumi.Output.all(configdb.write_host, configdb.write_port).apply(
+            lambda hp: f"{hp[0]}:{hp[1]}")
+        self.backend_routes = {h: r for h, _, r in self.backends}
+        self.register_outputs({"backends": self.backend_routes, "configdbWriteHost": self.configdb_write_host})
+
+
+def _url_host(url: str | None) -> str:
+    if not url:
+        return ""
+    return url.split("://", 1)[-1].split("/", 1)[0]

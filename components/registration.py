@@ -1,0 +1,96 @@
+"""OXRegistration: OX's registration chain, once per OX cluster, each id parsed from stdout.
+
+`registerserver` -> `registerfilestore` -> `registerdatabase -m true` for each write instance ->
+`registerdatabase -m false -M <that id>` for its read instance -> optional `createcontext`.
+
+Each step asks `list* --csv` first and adopts an existing registration of the same name,
+printing the same id line, so a re-run registers nothing twice. Destroying the stack
+unregisters (server, filestore, databases), but never a database or filestore that holds
+contexts; contexts are never deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from .config import EstateConfig
+from .grants import OX_DB_USER
+from .hosts import Host
+from .parse import parse_context_id, parse_registered_id
+from .remote import run_script
+from .secrets import StackSecrets
+
+
+@dataclass(frozen=True)
+class UserDb:
+    """A database OX registers: its write instance, and its read instance if it has one."""
+    name: str
+    write_host: pulumi.Input[str]
+    read_host: pulumi.Input[str] | None
+
+
+class OXRegistration(pulumi.ComponentResource):
+    server_id: pulumi.Output[int]
+    filestore_id: pulumi.Output[int]
+    database_ids: pulumi.Output[dict]
+    context_id: pulumi.Output[int] | None
+
+    def __init__(self, name: str, cfg: EstateConfig, host: Host, userdbs: list[UserDb], filestore_path: str,
+                 secrets: StackSecrets, depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ox-estate:mw:Registration", name, None, opts)
+        admin = {"OX_ADMIN_MASTER_PASSWORD": secrets.ox_admin_master_password}
+
+        def step(phase: str, template: str, parse, **kw) -> tuple[pulumi.Resource, pulumi.Output[int]]:
+            step_name = f"{name}-{phase}"
+            command = run_script(step_name, host, f"mw/{template}", parent=self, **kw)
+            return command, command.stdout.apply(lambda out: parse(step_name, out))
+
+        server_name = cfg.middleware.server_name
+        server, self.server_id = step(
+            "server", "register-server.sh.j2", lambda s, o: parse_registered_id(s, o, "server"),
+            values={"name": server_name}, secrets=admin, depends_on=depends_on,
+            delete_template="mw/unregister-server.sh.j2", identity=["server", server_name])
+
+        uri = f"file:{filestore_path}"
+        filestore, self.filestore_id = step(
+            "filestore", "register-filestore.sh.j2", lambda s, o: parse_registered_id(s, o, "filestore"),
+            values={"uri": uri, "path": filestore_path, "size_mb": cfg.filestore.size_mb,
+                    "max_contexts": cfg.filestore.max_contexts},
+            secrets=admin, depends_on=[server], delete_template="mw/unregister-filestore.sh.j2",
+            identity=["filestore", uri])
+
+        db_secrets = {**admin, "CONFIGDB_PASSWORD": secrets.configdb_password}
+        ids: dict[str, pulumi.Output[int]] = {}
+        last = filestore
+        for db in userdbs:
+            master, master_id = self._database(step, db.name, db.write_host, None, db_secrets, [last])
+            ids[db.name] = master_id
+            last = master
+            if db.read_host is not None:  # the master's printed id goes into the slave's -M
+                last, ids[f"{db.name}_read"] = self._database(step, f"{db.name}_read", db.read_host, master_id,
+                                                              db_secrets, [master])
+        self.database_ids = pulumi.Output.all(**ids) if ids else pulumi.Output.from_input({})
+
+        self.context_id = None
+        first = cfg.middleware.first_context
+        if first:
+            _, self.context_id = step(
+                "context", "create-context.sh.j2", parse_context_id, depends_on=[last],
+                secrets={**admin, "OX_CONTEXT_ADMIN_PASSWORD": secrets.ox_context_admin_password},
+                values={"context_id": first.context_id, "name": first.name, "admin_user": first.admin_user,
+                        "admin_email": first.admin_email, "quota_mb": first.quota_mb, "mappings": first.mappings})
+
+        self.register_outputs({"serverId": self.server_id, "filestoreId": self.filestore_id,
+                               "databaseIds": self.database_ids, "contextId": self.context_id})
+
+    @staticmethod
+    def _database(step, db_name: str, db_host, master_id, db_secrets, after):
+        return step(
+            f"database-{db_name.replace('_', '-')}", "register-database.sh.j2",
+            lambda s, o: parse_registered_id(s, o, "database"),
+            values={"name": db_name, "db_host": db_host, "db_user": OX_DB_USER, "master_id": master_id,
+                    "max_units": 1000},
+            secrets=db_secrets, depends_on=after, delete_template="mw/unregister-database.sh.j2",
+            identity=["database", db_name])
