@@ -254,8 +254,10 @@ class FilestoreSpec(_Model):
     export_path: str = Field("/var/opt/filestore", pattern=r"^/[A-Za-z0-9._/-]*$")
     mount_path: str = Field("/var/opt/filestore", pattern=r"^/[A-Za-z0-9._/-]*$")
     # The open-xchange user and group: the same ids on every middleware node and the NFS server.
-    uid: int = Field(1000, ge=100, le=65533)
-    gid: int = Field(1000, ge=100, le=65533)
+    # Defaults clear of Debian's system range (allocated downward from 999) and of the first
+    # human users (from 1000).
+    uid: int = Field(2001, ge=100, le=65533)
+    gid: int = Field(2001, ge=100, le=65533)
     # "nfs": an fstab entry and a mount on every middleware node. "preprovisioned": the platform
     # already provides the shared path there (another mount mechanism, or the lab's shared dir).
     client_mount: Literal["nfs", "preprovisioned"] = "nfs"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from .config import EstateConfig
+from .config import EstateConfig, FilestoreSpec
 from .grants import OX_DB_USER
 from .hosts import Host
 from .remote import run_script
@@ -64,13 +64,14 @@ class OXMiddlewareGroup(pulumi.ComponentResource):
         def step(host: Host, phase: str, template: str, **kw) -> pulumi.Resource:
             return run_script(f"{name}-{host.name}-{phase}", host, template, parent=self, **kw)
 
+        fs = cfg.filestore or FilestoreSpec(server=mw.nodes[0].host)  # the ids, when there is no filestore
+        ids = {"uid": fs.uid, "gid": fs.gid}
         packages = OX_PACKAGES + (["open-xchange-sessionstorage-hazelcast"] if len(mw.nodes) > 1 else [])
         repo = {"OX_REPOSITORY_PASSWORD": secrets.ox_repository_password} if mw.package_source == "repository" else {}
         prepared, self.users = {}, {}
         for n in mw.nodes:
             host = self.nodes[n.host]
-            user = self.users[n.host] = step(host, "ox-user", "ox-user.sh.j2", values={"uid": cfg.filestore.uid if cfg.filestore else 1000,
-                                                                  "gid": cfg.filestore.gid if cfg.filestore else 1000})
+            user = self.users[n.host] = step(host, "ox-user", "ox-user.sh.j2", values=ids)
             prepared[n.host] = step(host, "packages", "mw/ox-packages.sh.j2", secrets=repo, depends_on=[user],
                                     values={"source": mw.package_source, "packages": packages,
                                             "repository_url": mw.repository_url or "",
