@@ -35,3 +35,7 @@ if estate.registration:
     pulumi.export("registeredDatabaseIds", estate.registration.database_ids)
     if estate.registration.context_id is not None:
         pulumi.export("contextId", estate.registration.context_id)
+if estate.filestore:
+    pulumi.export("filestoreServer", estate.filestore.server_address)
+    pulumi.export("filestoreExport", estate.filestore.export_path)
+    pulumi.export("filestoreOwner", estate.filestore.owner)

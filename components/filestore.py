@@ -22,13 +22,17 @@ from .render import render
 
 class NfsFilestore(pulumi.ComponentResource):
     path: str
+    server_address: pulumi.Input[str]
+    export_path: str
+    owner: str  # uid:gid every file on the export belongs to
     ready: list[pulumi.Resource]
 
     def __init__(self, name: str, cfg: EstateConfig, server: Host, clients: list[Host],
                  client_ready: dict[str, pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:fs:NfsFilestore", name, None, opts)
         fs = cfg.filestore
-        self.path = fs.mount_path
+        self.path, self.export_path = fs.mount_path, fs.export_path
+        self.server_address, self.owner = server.address, f"{fs.uid}:{fs.gid}"
         ids = {"uid": fs.uid, "gid": fs.gid}
 
         def step(host: Host, phase: str, template: str, **kw) -> pulumi.Resource:

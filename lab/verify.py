@@ -9,6 +9,8 @@ Credentials come from the runner's state (0600): the generated passwords the pro
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import time
 import uuid
@@ -83,7 +85,7 @@ def verify(state: dict) -> list[Check]:
     checks: list[Check] = []
     with ExitStack() as stack:
         stack.callback(shell.close)
-        for run in (_hosts, _galera, _gtid, _read_write_split):
+        for run in (_hosts, _galera, _gtid, _read_write_split, _middleware, _registration, _filestore):
             try:
                 checks += run(shell, state, outputs)
             except Exception as exn:  # noqa: BLE001 a check that cannot run is a failed check
@@ -181,3 +183,65 @@ def _eventually(predicate: Callable[[], bool], seconds: float) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
+
+
+def _middleware(shell: Shell, state: dict, outputs: dict) -> list[Check]:
+    """Each node's OX answers on :8009 and routes sessions to itself: JSESSIONID ends in its jkroute."""
+    checks = []
+    for host, route in (outputs.get("middlewareBackends") or {}).items():
+        code, out, _ = shell.run(host, "curl -s -D - -o /dev/null http://127.0.0.1:8009/appsuite/api/login")
+        cookie = re.search(r"JSESSIONID=(\d+)\.([^;\s]+)", out)
+        checks.append((f"ox {host} session route", code == 0 and bool(cookie) and cookie.group(2) == route,
+                       f"JSESSIONID=...{'.' + cookie.group(2) if cookie else ' (none)'}, jkroute {route}"))
+    return checks
+
+
+def _registration(shell: Shell, state: dict, outputs: dict) -> list[Check]:
+    """The configdb holds exactly one server, one filestore, and each read database points at its master."""
+    ids = outputs.get("registeredDatabaseIds")
+    if ids is None:
+        return []
+    host = next(iter(outputs["middlewareBackends"]))
+    password = _password(state, "ox-admin-master-password")
+
+    def listing(tool: str) -> list[dict]:
+        code, out, err = shell.run(host, f"ADMIN_PASSWORD=$(cat) /opt/open-xchange/sbin/{tool} -A oxadminmaster --csv",
+                                   stdin=password)
+        if code != 0:
+            raise RuntimeError(f"{tool}: {err}")
+        return list(csv.DictReader(io.StringIO(out)))
+
+    servers, filestores, databases = listing("listserver"), listing("listfilestore"), listing("listdatabase")
+    by_name = {d["display_name"]: d for d in databases}
+    chained = all(by_name[f"{name}_read"]["masterid"] == str(int(ids[name])) for name in ids
+                  if not name.endswith("_read") and f"{name}_read" in ids)
+    return [
+        ("configdb: one server", [s["id"] for s in servers] == [str(int(outputs["serverId"]))],
+         f"servers {[s['name'] for s in servers]}"),
+        ("configdb: one filestore", [f["id"] for f in filestores] == [str(int(outputs["filestoreId"]))],
+         f"filestores {[f['uri'] for f in filestores]}"),
+        ("configdb: databases as registered", sorted(by_name) == sorted(ids)
+         and all(by_name[n]["id"] == str(int(i)) for n, i in ids.items()), f"{ {n: d['id'] for n, d in by_name.items()} }"),
+        ("registration chain: slave -M master id", chained,
+         "; ".join(f"{n} -> master {d['masterid']}" for n, d in by_name.items() if d["master"] == "false")),
+    ]
+
+
+def _filestore(shell: Shell, state: dict, outputs: dict) -> list[Check]:
+    """The NFS export, through the userspace NFSv4 client (this kernel has none): written from one
+    middleware host, read from another, owned by open-xchange on the server."""
+    backends = list(outputs.get("middlewareBackends") or {})
+    server = outputs.get("filestoreServer")
+    if not server or len(backends) < 1:
+        return []
+    export = outputs["filestoreExport"]
+    name = f".ox-lab-nfs-{uuid.uuid4().hex[:8]}"
+    url = f"nfs://{server}{export}/{name}?version=4"
+    token = uuid.uuid4().hex
+    writer, reader = backends[0], backends[-1]
+    code, _, err = shell.run(writer, f"f=$(mktemp); printf %s {token} > $f; nfs-cp $f '{url}'; rc=$?; rm -f $f; exit $rc")
+    _, seen, _ = shell.run(reader, f"nfs-cat '{url}'")
+    by_address = {a: h for h, a in outputs["hostAddresses"].items()}
+    _, owner, _ = shell.run(by_address[server], f"stat -c %u:%g {export}/{name}; rm -f {export}/{name}")
+    return [(f"nfs export {writer} -> {reader}", code == 0 and seen == token, err or f"{url} read back"),
+            ("nfs files owned by open-xchange", owner == outputs["filestoreOwner"], f"owner {owner}")]
