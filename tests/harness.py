@@ -128,6 +128,10 @@ class UnitMocks(pulumi.runtime.Mocks):
             return "context 1 created"
         if name.endswith("-haproxy"):
             return json.dumps({"host": name.split("-")[-2], "writers": 1, "readers": 3})
+        if name.endswith("-check") and "apache2ctl -V" in create:
+            url = re.search(r"http://[0-9.]+/appsuite/", create).group(0)
+            return json.dumps({"host": name.split("-")[-2], "url": url, "mpm": "event", "generation": 1,
+                               "pid": 100, "balancer": 200})
         if name.endswith("-replica"):
             return json.dumps({"replica": name.split("-")[-2], "source": "peer", "io": "Yes", "sql": "Yes", "lag": 0,
                                "gtidSlavePos": "1-41-7"})

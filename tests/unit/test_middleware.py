@@ -1,0 +1,130 @@
+"""Middleware, registration chain and filestore wiring under mocks."""
+
+import re
+
+import pytest
+
+from harness import is_secret, run_program, script_of, unwrap
+
+SECRET = {"sshPrivateKey", "oxAdminMasterPassword"}
+MASTER_PW = "Master-pw-from-config-99ab"
+MW3 = {"nodes": [{"host": "mw1", "jkroute": "OX1"}, {"host": "mw2", "jkroute": "OX2"},
+                 {"host": "web1", "jkroute": "PROV", "role": "provisioning"}],
+       "firstContext": {"contextId": 7, "name": "ctx7", "mappings": ["example.org"]}}
+
+
+@pytest.fixture
+def recording(stack_config):
+    return run_program(stack_config(oxAdminMasterPassword=MASTER_PW, middleware=MW3,
+                                    frontend={"mode": "colocated"}), SECRET)
+
+
+def _code(script: str) -> str:
+    """The script without its comments: what it runs."""
+    return "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))
+
+
+def _deps(recording, name):
+    return set(recording.named(name).dependencies)
+
+
+def test_oxinstaller_options_identical_but_the_jkroute(recording):
+    scripts = {n: script_of(recording.named(f"ox-mw-{n}-configure")) for n in ("mw1", "mw2", "web1")}
+    routes = {n: re.search(r"--jkroute=(\S+)", s).group(1) for n, s in scripts.items()}
+    assert routes == {"mw1": "OX1", "mw2": "OX2", "web1": "PROV"}
+    normalized = {re.sub(r"--jkroute=\S+|open-xchange \w+ up \(jkroute \S+\)|OX_HOST=\S+|step \S+ on \S+|OX_STEP=\S+",
+                         "", s) for s in scripts.values()}
+    assert len(normalized) == 1
+    assert "--network-listener-host='*'" in scripts["mw1"]
+    assert "--configdb-writehost=127.0.0.1 --configdb-writeport=3307" in scripts["mw1"]
+    assert "--configdb-readhost=127.0.0.1 --configdb-readport=3306" in scripts["mw1"]
+    assert "com.openexchange.database.replicationMonitor=false" in scripts["mw1"]
+
+
+def test_hazelcast_static_join_lists_every_node_including_provisioning(recording):
+    script = script_of(recording.named("ox-mw-mw2-configure"))
+    assert "com.openexchange.hazelcast.network.join=static" in script
+    assert "com.openexchange.hazelcast.network.join.static.nodes=10.0.0.21,10.0.0.22,10.0.0.41" in script
+    assert "group.password" not in script  # App Suite 8 has none
+
+
+def test_initconfigdb_once_never_with_i(recording):
+    steps = [r.name for r in recording.registrations if r.name.endswith("-initconfigdb")]
+    assert steps == ["ox-mw-mw1-initconfigdb"]
+    script = _code(script_of(recording.named("ox-mw-mw1-initconfigdb")))
+    assert " -i" not in script and "SHOW DATABASES LIKE 'configdb'" in script
+    for n in ("mw1", "mw2", "web1"):
+        assert recording.named("ox-mw-mw1-initconfigdb").urn in _deps(recording, f"ox-mw-{n}-configure")
+
+
+def test_middleware_waits_for_the_databases_and_haproxy(recording):
+    deps = _deps(recording, "ox-mw-mw1-initconfigdb")
+    assert recording.named("ox-dbproxy-mw1-haproxy").urn in deps
+    assert recording.named("ox-galera-db1-ox-grants").urn in deps
+    assert recording.named("ox-gtid-db4-ox-grants").urn in deps
+
+
+def test_registration_chain_ids_flow_from_stdout(recording):
+    """The master's printed id is rendered into the slave's -M, and each step waits for the last."""
+    chain = ["ox-registration-server", "ox-registration-filestore", "ox-registration-database-oxdb-galera",
+             "ox-registration-database-oxdb-galera-read", "ox-registration-database-oxdb-gtid",
+             "ox-registration-database-oxdb-gtid-read", "ox-registration-context"]
+    for before, after in zip(chain, chain[1:]):
+        assert recording.named(before).urn in _deps(recording, after), (before, after)
+    master = recording.named("ox-registration-database-oxdb-galera")
+    galera_id = recording.outputs["registeredDatabaseIds"]["oxdb_galera"]
+    assert galera_id not in (1, 2)  # the mock printed it; nothing in the config says it
+    slave = recording.named("ox-registration-database-oxdb-galera-read")
+    assert f"-m false -M {galera_id}" in script_of(slave)
+    assert master.urn in slave.property_dependencies["create"]
+
+
+def test_registration_runs_on_the_provisioning_node(recording):
+    assert unwrap(recording.named("ox-registration-server").inputs["connection"])["host"] == "10.0.0.41"
+    assert recording.outputs["middlewareBackends"] == {"mw1": "OX1", "mw2": "OX2"}
+
+
+def test_registration_adopts_and_unregisters_only_empty(recording):
+    server = recording.named("ox-registration-server")
+    assert "listserver --csv" in script_of(server)
+    assert "unregisterserver" in script_of(server, "delete")
+    db = recording.named("ox-registration-database-oxdb-gtid")
+    assert "KEPT database" in script_of(db, "delete") and "currentunits" in script_of(db, "delete")
+    assert "context" not in [r.name.rsplit("-", 1)[-1] for r in recording.registrations if "delete" in r.inputs]
+
+
+def test_admin_and_db_passwords_only_on_stdin(recording):
+    for r in recording.of_type("command:remote:Command"):
+        assert MASTER_PW not in unwrap(r.inputs["create"]), r.name
+    for name in ("ox-registration-server", "ox-mw-mw1-configure", "ox-registration-database-oxdb-galera"):
+        step = recording.named(name)
+        assert is_secret(step.inputs["stdin"]) and step.inputs["logging"] == "none"
+    assert "-P " not in _code(script_of(recording.named("ox-registration-server")))  # ADMIN_PASSWORD, not argv
+
+
+def test_filestore_export_only_to_middleware_and_checked_across_nodes(recording):
+    export = script_of(recording.named("ox-fs-nfs1-export"))
+    assert ("/var/opt/filestore 10.0.0.21(rw,sync,no_subtree_check,all_squash,anonuid=2001,anongid=2001) "
+            "10.0.0.22(rw") in export
+    assert "*(" not in export
+    read = recording.named("ox-fs-web1-read-check")
+    assert recording.named("ox-fs-mw1-write-check").urn in read.dependencies
+    assert recording.named("ox-fs-nfs1-export").urn in _deps(recording, "ox-fs-mw2-mount")
+    assert recording.named("ox-fs-web1-read-check").urn in _deps(recording, "ox-registration-server")
+
+
+def test_outputs(recording):
+    out = recording.outputs
+    assert out["serverId"] == 1 and out["filestoreId"] == 2 and out["contextId"] == 1
+    assert set(out["registeredDatabaseIds"]) == {"oxdb_galera", "oxdb_galera_read", "oxdb_gtid", "oxdb_gtid_read"}
+    assert out["configdbWriteHost"] == "127.0.0.1:3307"
+
+
+def test_gtid_configdb_turns_the_replication_monitor_on(stack_config):
+    db = {"gtid": {"master": {"host": "db4", "serverId": 1}, "slave": {"host": "db5", "serverId": 2}},
+          "configdb": "gtid"}
+    r = run_program(stack_config(database=db), {"sshPrivateKey"})
+    script = script_of(r.named("ox-mw-mw1-configure"))
+    assert "com.openexchange.database.replicationMonitor=true" in script
+    assert "--configdb-writehost=10.0.0.14" in script and "--configdb-readhost=10.0.0.15" in script
+    assert r.outputs["registeredDatabaseIds"].keys() == {"oxdb_gtid", "oxdb_gtid_read"}
