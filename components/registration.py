@@ -42,8 +42,14 @@ class OXRegistration(pulumi.ComponentResource):
         super().__init__("ox-estate:mw:Registration", name, None, opts)
         admin = {"OX_ADMIN_MASTER_PASSWORD": secrets.ox_admin_master_password}
 
-        def step(phase: str, template: str, parse, **kw) -> tuple[pulumi.Resource, pulumi.Output[int]]:
+        def step(phase: str, template: str, parse, undo: tuple[str, str, str] | None = None,
+                 **kw) -> tuple[pulumi.Resource, pulumi.Output[int]]:
+            """undo: (kind, list column, key) of what `unregister.sh.j2` removes on destroy."""
             step_name = f"{name}-{phase}"
+            if undo:
+                kind, match, key = undo
+                kw["values"] = {**kw["values"], "kind": kind, "match": match, "key": key}
+                kw.update(delete_template="mw/unregister.sh.j2", identity=[kind, key])
             command = run_script(step_name, host, f"mw/{template}", parent=self, **kw)
             return command, command.stdout.apply(lambda out: parse(step_name, out))
 
@@ -51,15 +57,14 @@ class OXRegistration(pulumi.ComponentResource):
         server, self.server_id = step(
             "server", "register-server.sh.j2", lambda s, o: parse_registered_id(s, o, "server"),
             values={"name": server_name}, secrets=admin, depends_on=depends_on,
-            delete_template="mw/unregister-server.sh.j2", identity=["server", server_name])
+            undo=("server", "name", server_name))
 
         uri = f"file:{filestore_path}"
         filestore, self.filestore_id = step(
             "filestore", "register-filestore.sh.j2", lambda s, o: parse_registered_id(s, o, "filestore"),
             values={"uri": uri, "path": filestore_path, "size_mb": cfg.filestore.size_mb,
                     "max_contexts": cfg.filestore.max_contexts},
-            secrets=admin, depends_on=[server], delete_template="mw/unregister-filestore.sh.j2",
-            identity=["filestore", uri])
+            secrets=admin, depends_on=[server], undo=("filestore", "uri", uri))
 
         db_secrets = {**admin, "CONFIGDB_PASSWORD": secrets.configdb_password}
         ids: dict[str, pulumi.Output[int]] = {}
@@ -92,5 +97,4 @@ class OXRegistration(pulumi.ComponentResource):
             lambda s, o: parse_registered_id(s, o, "database"),
             values={"name": db_name, "db_host": db_host, "db_user": OX_DB_USER, "master_id": master_id,
                     "max_units": 1000},
-            secrets=db_secrets, depends_on=after, delete_template="mw/unregister-database.sh.j2",
-            identity=["database", db_name])
+            secrets=db_secrets, depends_on=after, undo=("database", "display_name", db_name))
