@@ -1,0 +1,68 @@
+"""The whole lab estate in one run: Galera + GTID pair + three OX middleware nodes (stand-ins) +
+NFS + Apache, then a second run that must add nothing, then destroy.
+
+Runs stack lab-full: the README's lab stack on its own subnet, so it never meets a lab someone
+started by hand.
+"""
+
+import re
+
+import pytest
+import yaml
+
+from estate import ROOT, lab_estate, skip_reason
+
+_reason = skip_reason()
+if _reason:
+    print(f"\n*** {_reason} ***\n")
+pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
+
+
+@pytest.fixture(scope="module")
+def estate(tmp_path_factory):
+    with lab_estate("lab-full", "10.218.0.0/24", "oxlabf0", tmp_path_factory.mktemp("lab-full")) as e:
+        e.first_up = e.up()
+        yield e
+
+
+def test_full_stack_is_the_lab_stack_on_another_subnet():
+    lab = (ROOT / "stacks" / "Pulumi.lab.yaml").read_text()
+    full = (ROOT / "stacks" / "Pulumi.lab-full.yaml").read_text()
+
+    def config(text):
+        return yaml.safe_load(text.replace("10.213.0.", "10.218.0."))["config"]
+
+    assert config(lab) == config(full)
+
+
+def test_estate_comes_up_in_one_run_and_verifies(estate):
+    out = estate.first_up.stdout
+    summary = re.search(r"verify: (\d+)/(\d+) checks passed", out)
+    assert summary and summary.group(1) == summary.group(2), out[-5000:]
+    for check in ("galera row db1 -> db3", "gtid row db4 -> db5", "writes through 3307 land on one node",
+                  "ox mw2 session route", "configdb: one server", "configdb: one filestore",
+                  "registration chain: slave -M master id", "nfs export mw1 -> mw3", "nfs files owned by open-xchange"):
+        assert f"ok    {check}" in out, check
+
+
+def test_registration_ids_chain(estate):
+    outputs = estate.state["outputs"]
+    ids = {k: int(v) for k, v in outputs["registeredDatabaseIds"].items()}
+    assert int(outputs["serverId"]) == 1 and int(outputs["filestoreId"]) == 2
+    assert ids == {"oxdb_galera": 3, "oxdb_galera_read": 4, "oxdb_gtid": 5, "oxdb_gtid_read": 6}
+    pool = estate.run_on("db1", "mariadb -N -e 'SELECT read_db_pool_id, write_db_pool_id FROM configdb.db_cluster "
+                                "ORDER BY cluster_id'")
+    assert pool.splitlines() == ["4\t3", "6\t5"]  # each read instance registered with -M <its master's id>
+
+
+def test_second_run_registers_nothing(estate):
+    before = estate.run_on("db1", "mariadb -N -e 'SELECT COUNT(*) FROM configdb.server; SELECT COUNT(*) FROM "
+                                  "configdb.filestore; SELECT COUNT(*) FROM configdb.db_pool; SELECT COUNT(*) FROM "
+                                  "configdb.context'")
+    ids = estate.state["outputs"]["registeredDatabaseIds"]
+    estate.up()
+    after = estate.run_on("db1", "mariadb -N -e 'SELECT COUNT(*) FROM configdb.server; SELECT COUNT(*) FROM "
+                                 "configdb.filestore; SELECT COUNT(*) FROM configdb.db_pool; SELECT COUNT(*) FROM "
+                                 "configdb.context'")
+    assert before.split() == after.split() == ["1", "1", "4", "1"]
+    assert estate.state["outputs"]["registeredDatabaseIds"] == ids
