@@ -70,7 +70,32 @@ class Estate(pulumi.ComponentResource):
 
         self.host_addresses = {n: h.address for n, h in self.hosts.items()}
         self.host_facts = baseline.facts
-        self.register_outputs({"hostAddresses": self.host_addresses, "hostFacts": self.host_facts})
+        self.stack_outputs = self._stack_outputs()
+        self.register_outputs(self.stack_outputs)
+
+    def _stack_outputs(self) -> dict[str, pulumi.Input]:
+        """The stack's outputs. Other stacks read them by these names: keep them stable."""
+        out: dict[str, pulumi.Input] = {"hostAddresses": self.host_addresses, "hostFacts": self.host_facts}
+        if self.galera:
+            out.update(galeraNodeAddresses=self.galera.node_addresses, galeraWriteEndpoint=self.galera.write_endpoint,
+                       galeraReadEndpoint=self.galera.read_endpoint, galeraStatus=self.galera.status)
+        if self.db_proxy:
+            out.update(galeraProxies=self.db_proxy.proxies)
+        if self.gtid:
+            out.update(gtidMasterAddress=self.gtid.master_address, gtidSlaveAddress=self.gtid.slave_address,
+                       gtidReplication=self.gtid.replication)
+        if self.middleware:
+            out.update(configdbWriteHost=self.middleware.configdb_write_host,
+                       middlewareBackends=self.middleware.backend_routes)
+        if self.filestore:
+            out.update(filestoreServer=self.filestore.server_address, filestoreExport=self.filestore.export_path,
+                       filestoreOwner=self.filestore.owner)
+        if self.registration:
+            out.update(serverId=self.registration.server_id, filestoreId=self.registration.filestore_id,
+                       registeredDatabaseIds=self.registration.database_ids)
+            if self.registration.context_id is not None:
+                out.update(contextId=self.registration.context_id)
+        return out
 
     def _configdb(self, topology: str) -> ConfigdbEndpoints:
         """Where OX nodes find the configdb, by the topology that holds it."""

@@ -14,6 +14,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,6 +26,13 @@ def skip_reason() -> str | None:
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             return f"LAB TESTS SKIPPED: {tool} missing (bash lab/setup.sh installs it)"
     return None
+
+
+_REASON = skip_reason()
+if _REASON:
+    print(f"\n*** {_REASON} ***\n")
+# `pytestmark = requires_lab` in a lab test module: skipped, loudly, where the lab cannot run.
+requires_lab = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
 
 class LabEstate:

@@ -12,12 +12,9 @@ import time
 
 import pytest
 
-from estate import ROOT, lab_estate, skip_reason
+from estate import ROOT, lab_estate, requires_lab
 
-_reason = skip_reason()
-if _reason:
-    print(f"\n*** {_reason} ***\n")
-pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
+pytestmark = requires_lab
 
 GALERA = ["gdb1", "gdb2", "gdb3"]
 MIDDLEWARE = ["gmw1", "gmw2"]

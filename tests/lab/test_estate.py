@@ -10,12 +10,9 @@ import re
 import pytest
 import yaml
 
-from estate import ROOT, lab_estate, skip_reason
+from estate import ROOT, lab_estate, requires_lab
 
-_reason = skip_reason()
-if _reason:
-    print(f"\n*** {_reason} ***\n")
-pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
+pytestmark = requires_lab
 
 
 @pytest.fixture(scope="module")

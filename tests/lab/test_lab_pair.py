@@ -8,12 +8,9 @@ import json
 
 import pytest
 
-from estate import lab_estate, skip_reason
+from estate import lab_estate, requires_lab
 
-_reason = skip_reason()
-if _reason:
-    print(f"\n*** {_reason} ***\n")
-pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
+pytestmark = requires_lab
 
 
 @pytest.fixture(scope="module")
