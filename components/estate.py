@@ -13,6 +13,7 @@ from .baseline import HostBaseline
 from .config import EstateConfig
 from .dbproxy import ReadWriteSplit
 from .filestore import NfsFilestore
+from .frontend import ApacheFrontend, Backend
 from .galera import GaleraCluster
 from .gtid import GtidPair
 from .hosts import provision_hosts
@@ -52,7 +53,7 @@ class Estate(pulumi.ComponentResource):
             self.standalone = StandaloneDb(f"{name}-standalone", cfg, self.hosts[db.standalone.host], baseline.facts,
                                            self.secrets, ox_clients, child)
 
-        self.middleware = self.filestore = self.registration = None
+        self.middleware = self.filestore = self.registration = self.frontend = None
         if cfg.middleware:
             databases_ready = [r for tier in (self.galera, self.db_proxy, self.gtid, self.standalone) if tier
                                for r in tier.ready]
@@ -67,6 +68,8 @@ class Estate(pulumi.ComponentResource):
                     f"{name}-registration", cfg, self.middleware.admin_host,
                     [self._userdb(t) for t in (db.userdbs or [db.configdb])], cfg.filestore.mount_path,
                     self.secrets, [*self.middleware.ready, *filestore_ready], child)
+            if cfg.frontend:
+                self.frontend = self._frontend(name, cfg, child)
 
         self.host_addresses = {n: h.address for n, h in self.hosts.items()}
         self.host_facts = baseline.facts
@@ -90,12 +93,21 @@ class Estate(pulumi.ComponentResource):
         if self.filestore:
             out.update(filestoreServer=self.filestore.server_address, filestoreExport=self.filestore.export_path,
                        filestoreOwner=self.filestore.owner)
+        if self.frontend:
+            out.update(frontendUrls=self.frontend.urls)
         if self.registration:
             out.update(serverId=self.registration.server_id, filestoreId=self.registration.filestore_id,
                        registeredDatabaseIds=self.registration.database_ids)
             if self.registration.context_id is not None:
                 out.update(contextId=self.registration.context_id)
         return out
+
+    def _frontend(self, name: str, cfg: EstateConfig, child: pulumi.ResourceOptions) -> ApacheFrontend:
+        """Apache in front of the middleware's backend nodes: on its own hosts, or on those nodes."""
+        backends = [Backend(h, address, route) for h, address, route in self.middleware.backends]
+        web_hosts = ([self.hosts[b.name] for b in backends] if cfg.frontend.mode == "colocated"
+                     else [self.hosts[n] for n in cfg.frontend.nodes])
+        return ApacheFrontend(f"{name}-web", cfg, web_hosts, backends, self.middleware.ready, child)
 
     def _configdb(self, topology: str) -> ConfigdbEndpoints:
         """Where OX nodes find the configdb, by the topology that holds it."""

@@ -128,3 +128,20 @@ def test_gtid_configdb_turns_the_replication_monitor_on(stack_config):
     assert "com.openexchange.database.replicationMonitor=true" in script
     assert "--configdb-writehost=10.0.0.14" in script and "--configdb-readhost=10.0.0.15" in script
     assert r.outputs["registeredDatabaseIds"].keys() == {"oxdb_gtid", "oxdb_gtid_read"}
+
+
+def test_colocated_frontends_sit_on_the_backends_and_wait_for_them(recording):
+    """Colocated: Apache on each backend node (not the provisioning node), started after OX."""
+    web_steps = sorted({r.name.split("-")[2] for r in recording.registrations if r.name.startswith("ox-web-")})
+    assert web_steps == ["mw1", "mw2"]
+    start = recording.named("ox-web-mw1-start")
+    for n in ("mw1", "mw2", "web1"):
+        assert recording.named(f"ox-mw-{n}-configure").urn in start.dependencies
+    assert recording.outputs["frontendUrls"] == ["http://10.0.0.21/appsuite/", "http://10.0.0.22/appsuite/"]
+
+
+def test_dedicated_frontend_exports_its_url(stack_config):
+    r = run_program(stack_config(), {"sshPrivateKey"})
+    assert [x.name for x in r.registrations if x.name.startswith("ox-web-web1-")] == [
+        "ox-web-web1-install", "ox-web-web1-configure", "ox-web-web1-start", "ox-web-web1-check"]
+    assert r.outputs["frontendUrls"] == ["http://10.0.0.41/appsuite/"]
