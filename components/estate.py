@@ -94,7 +94,8 @@ class Estate(pulumi.ComponentResource):
             out.update(filestoreServer=self.filestore.server_address, filestoreExport=self.filestore.export_path,
                        filestoreOwner=self.filestore.owner)
         if self.frontend:
-            out.update(frontendUrls=self.frontend.urls)
+            out.update(frontendUrls=self.frontend.urls,
+                       frontendAdminNetworks=self.frontend.admin_networks)
         if self.registration:
             out.update(serverId=self.registration.server_id, filestoreId=self.registration.filestore_id,
                        registeredDatabaseIds=self.registration.database_ids)

@@ -73,6 +73,7 @@ class ApacheFrontend(pulumi.ComponentResource):
     urls: pulumi.Output[list]
     status: pulumi.Output[list]
     ready: list[pulumi.Resource]
+    admin_networks: list[str]  # the only sources that reach SOAP and balancer-manager
 
     def __init__(self, name: str, cfg: EstateConfig, web_hosts: list[Host], backends: list[Backend],
                  depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
@@ -83,7 +84,7 @@ class ApacheFrontend(pulumi.ComponentResource):
         if not backends:
             raise ValueError(f"{name}: an Apache frontend needs at least one backend member")
         colocated = fe.mode == "colocated"
-        admin_networks = [str(n) for n in fe.admin_networks]
+        self.admin_networks = admin_networks = [str(n) for n in fe.admin_networks]
         mpm = render("web/mpm-event.conf.j2", max_connections=fe.max_connections, **mpm_values(fe.max_connections))
 
         checks = {h.name: self._create_host(name, h, backends, colocated, admin_networks, mpm, depends_on)
@@ -93,7 +94,7 @@ class ApacheFrontend(pulumi.ComponentResource):
         ])
         self.urls = self.status.apply(lambda rows: [r["url"] for r in rows])
         self.ready = list(checks.values())
-        self.register_outputs({"urls": self.urls, "status": self.status})
+        self.register_outputs({"urls": self.urls, "status": self.status, "adminNetworks": self.admin_networks})
 
     def _create_host(self, name: str, h: Host, backends: list[Backend], colocated: bool,
                      admin_networks: list[str], mpm: str, depends_on: list[pulumi.Resource]):

@@ -10,6 +10,8 @@ Credentials come from the runner's state (0600): the generated passwords the pro
 from __future__ import annotations
 
 import csv
+import ipaddress
+import json
 import io
 import re
 import time
@@ -85,7 +87,7 @@ def verify(state: dict) -> list[Check]:
     checks: list[Check] = []
     with ExitStack() as stack:
         stack.callback(shell.close)
-        for run in (_hosts, _galera, _gtid, _read_write_split, _middleware, _registration, _filestore):
+        for run in (_hosts, _galera, _gtid, _read_write_split, _middleware, _registration, _filestore, _frontend):
             try:
                 checks += run(shell, state, outputs)
             except Exception as exn:  # noqa: BLE001 a check that cannot run is a failed check
@@ -245,3 +247,47 @@ def _filestore(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     _, owner, _ = shell.run(by_address[server], f"stat -c %u:%g {export}/{name}; rm -f {export}/{name}")
     return [(f"nfs export {writer} -> {reader}", code == 0 and seen == token, err or f"{url} read back"),
             ("nfs files owned by open-xchange", owner == outputs["filestoreOwner"], f"owner {owner}")]
+
+
+def routes_through(shell: Shell, source: str, url: str, count: int, cookie: str = "") -> Counter:
+    """Send `count` GETs from lab host `source` through Apache; count the jkroutes that answered."""
+    header = f"-H 'Cookie: JSESSIONID={cookie}'" if cookie else ""
+    _, out, _ = shell.run(source, f"for i in $(seq {count}); do curl -s --max-time 10 {header} '{url}'; echo; done")
+    return Counter(json.loads(line).get("route", "?") if line.startswith("{") else "error"
+                   for line in out.splitlines() if line.strip())
+
+
+def _frontend(shell: Shell, state: dict, outputs: dict) -> list[Check]:
+    """Sticky routing on the jkroute through the real Apache, and the admin-only paths."""
+    urls, routes = outputs.get("frontendUrls"), sorted((outputs.get("middlewareBackends") or {}).values())
+    if not urls or len(routes) < 2:
+        return []
+    base = urls[0].removesuffix("/appsuite/")
+    web_address = base.removeprefix("http://")
+    by_address = {a: h for h, a in outputs["hostAddresses"].items()}
+    web = by_address[web_address]
+    source = next(h for h in outputs["hostAddresses"] if h != web)
+    second, third = routes[1], routes[-1]
+    cookie = routes_through(shell, source, f"{base}/appsuite/api/apps", 20, f"1234567.{second}")
+    path = routes_through(shell, source, f"{base}/appsuite/api/apps;jsessionid=7654321.{third}", 20)
+    fresh = routes_through(shell, source, f"{base}/appsuite/api/apps", 30)
+    checks = [
+        (f"apache: cookie .{second} sticks", cookie == Counter({second: 20}), f"{dict(cookie)}"),
+        (f"apache: ;jsessionid=.{third} sticks", path == Counter({third: 20}), f"{dict(path)}"),
+        ("apache: new sessions spread", len(fresh) == len(routes) and "error" not in fresh, f"{dict(fresh)}"),
+    ]
+    # The frontend config says which networks are admin networks; a host outside them is refused.
+    admin_nets = [ipaddress.ip_network(n) for n in outputs.get("frontendAdminNetworks", [])]
+    outsider = next((h for h, a in outputs["hostAddresses"].items()
+                     if h != web and not any(ipaddress.ip_address(a) in n for n in admin_nets)), None)
+    if outsider:
+        paths = ["/webservices/x", "/webservices;x/x", "/servlet/axis2/services;x/x", "/servlet/axis2;x/services/x",
+                 "/WebServices/x", "//webservices/x", "/ajax/..;/webservices/x", "/balancer-manager",
+                 "/balancer-manager;x"]
+        codes = {}
+        for p in paths:
+            _, code, _ = shell.run(outsider, f"curl -s -o /dev/null -w '%{{http_code}}' '{base}{p}'")
+            codes[p] = code
+        checks.append((f"apache: SOAP and balancer-manager refused from {outsider}",
+                       all(c == "403" for c in codes.values()), " ".join(f"{p}={c}" for p, c in codes.items())))
+    return checks
