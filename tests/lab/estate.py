@@ -55,6 +55,20 @@ class LabEstate:
     def state(self) -> dict:
         return json.loads((ROOT / "lab" / "state" / f"{self.stack}.json").read_text())
 
+    def shell(self):
+        """An SSH client to this estate's hosts (lab.verify.Shell); close it when done."""
+        from lab.verify import Shell
+
+        saved = os.environ.get("OX_LAB_STATE")
+        os.environ["OX_LAB_STATE"] = self.env["OX_LAB_STATE"]  # Shell loads this lab's key now
+        try:
+            return Shell(self.state["outputs"]["hostAddresses"])
+        finally:
+            if saved is None:
+                os.environ.pop("OX_LAB_STATE", None)
+            else:
+                os.environ["OX_LAB_STATE"] = saved
+
     def run_on(self, host: str, script: str, check: bool = True) -> str:
         """Run a shell script inside a lab host (for test set-up and inspection)."""
         result = subprocess.run([sys.executable, "-m", "lab.hosts", "run", host, "--", "bash", "-c", script],

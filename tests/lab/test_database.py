@@ -5,7 +5,6 @@ up and verify, writer failover, then a second deploy on the populated cluster.
 """
 
 import json
-import os
 import re
 import threading
 import time
@@ -22,31 +21,22 @@ MIDDLEWARE = ["gmw1", "gmw2"]
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
-    state_dir = tmp_path_factory.mktemp("lab-db")
-    saved = os.environ.get("OX_LAB_STATE")
-    os.environ["OX_LAB_STATE"] = str(state_dir)  # for lab.verify.Shell's key lookup in this process
-    try:
-        with lab_estate("lab-db", "10.216.0.0/24", "oxlabd0", state_dir) as estate:
-            estate.first_up = estate.up()
-            from lab.verify import Shell, _password
+    from lab.verify import _password
 
-            estate.shell = Shell(estate.state["outputs"]["hostAddresses"])
-            estate.password = _password(estate.state, "configdb-password")
-            yield estate
-            estate.shell.close()
-    finally:
-        if saved is None:
-            os.environ.pop("OX_LAB_STATE", None)
-        else:
-            os.environ["OX_LAB_STATE"] = saved
+    with lab_estate("lab-db", "10.216.0.0/24", "oxlabd0", tmp_path_factory.mktemp("lab-db")) as estate:
+        estate.first_up = estate.up()
+        estate.ssh = estate.shell()
+        estate.password = _password(estate.state, "configdb-password")
+        yield estate
+        estate.ssh.close()
 
 
 def _writer(db, mw: str) -> str:
-    return db.shell.sql(mw, "SELECT @@hostname", "127.0.0.1:3307", db.password)
+    return db.ssh.sql(mw, "SELECT @@hostname", "127.0.0.1:3307", db.password)
 
 
 def _haproxy_writers(db, mw: str) -> list[str]:
-    _, out, _ = db.shell.run(mw, "echo 'show stat' | socat - unix-connect:/run/haproxy/admin.sock")
+    _, out, _ = db.ssh.run(mw, "echo 'show stat' | socat - unix-connect:/run/haproxy/admin.sock")
     return [row.split(",")[1] for row in out.splitlines()
             if row.startswith("mysql-write,") and row.split(",")[17] == "UP" and row.split(",")[1] not in
             ("FRONTEND", "BACKEND")]
@@ -55,7 +45,7 @@ def _haproxy_writers(db, mw: str) -> list[str]:
 def _master_answers(db) -> list[str]:
     """Which Galera nodes' clustercheck answer 200 on /master right now."""
     return [n for n in GALERA
-            if db.shell.run(n, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9200/master")[1] == "200"]
+            if db.ssh.run(n, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9200/master")[1] == "200"]
 
 
 def test_up_from_scratch_verifies(db):
@@ -76,17 +66,17 @@ def test_timings_are_recorded(db):
 
 
 def test_tuning_dropped_for_10_11_is_absent_and_durability_is_ox(db):
-    assert db.shell.sql("gdb1", "SELECT @@innodb_flush_log_at_trx_commit, @@sql_mode, @@wsrep_sync_wait") == \
+    assert db.ssh.sql("gdb1", "SELECT @@innodb_flush_log_at_trx_commit, @@sql_mode, @@wsrep_sync_wait") == \
         "0\tNO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION\t1"
-    _, text, _ = db.shell.run("gdb1", "cat /etc/mysql/ox.conf.d/tunings.cnf")
+    _, text, _ = db.ssh.run("gdb1", "cat /etc/mysql/ox.conf.d/tunings.cnf")
     assert "innodb_locks_unsafe_for_binlog: removed in 10.5" in text
     assert not re.search(r"^innodb_locks_unsafe_for_binlog", text, re.M)
 
 
 def test_sst_user_has_least_privileges(db):
-    grants = db.shell.sql("gdb3", "SHOW GRANTS FOR 'sstuser'@'localhost'")
+    grants = db.ssh.sql("gdb3", "SHOW GRANTS FOR 'sstuser'@'localhost'")
     assert grants.startswith("GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR ON *.*")
-    _, mode, _ = db.shell.run("gdb2", "stat -c '%a %U:%G' /etc/mysql/ox.conf.d/sst-auth.cnf /root/.my.cnf")
+    _, mode, _ = db.ssh.run("gdb2", "stat -c '%a %U:%G' /etc/mysql/ox.conf.d/sst-auth.cnf /root/.my.cnf")
     assert mode.splitlines() == ["640 root:mysql", "600 root:root"]
 
 
@@ -139,14 +129,14 @@ def test_second_deploy_repairs_the_crashed_node_and_keeps_rows_and_datadirs(db):
     no datadir, and not hand the writer role back to the node that crashed.
     """
     writer = _writer(db, "gmw1")
-    db.shell.sql(writer, "CREATE DATABASE IF NOT EXISTS keep; CREATE TABLE IF NOT EXISTS keep.t "
+    db.ssh.sql(writer, "CREATE DATABASE IF NOT EXISTS keep; CREATE TABLE IF NOT EXISTS keep.t "
                          "(id INT AUTO_INCREMENT PRIMARY KEY, v INT); INSERT INTO keep.t (v) VALUES (1),(2),(3),(4)")
-    db.shell.sql("gdb4", "CREATE DATABASE IF NOT EXISTS keep; CREATE TABLE IF NOT EXISTS keep.t "
+    db.ssh.sql("gdb4", "CREATE DATABASE IF NOT EXISTS keep; CREATE TABLE IF NOT EXISTS keep.t "
                          "(id INT AUTO_INCREMENT PRIMARY KEY, v INT); INSERT INTO keep.t (v) VALUES (1),(2)")
     nodes = GALERA + ["gdb4", "gdb5"]
-    down = [n for n in GALERA if db.shell.run(n, "mariadb-admin ping")[0] != 0]
+    down = [n for n in GALERA if db.ssh.run(n, "mariadb-admin ping")[0] != 0]
     assert len(down) == 1, down
-    inodes = {n: db.shell.run(n, "stat -c %i /var/lib/mysql")[1] for n in nodes}
+    inodes = {n: db.ssh.run(n, "stat -c %i /var/lib/mysql")[1] for n in nodes}
     expected = {n: "4" if n in GALERA else "2" for n in nodes}
     assert {n: _wait_row_count(db, n, expected[n]) for n in nodes if n not in down} == \
         {n: expected[n] for n in nodes if n not in down}
@@ -154,7 +144,7 @@ def test_second_deploy_repairs_the_crashed_node_and_keeps_rows_and_datadirs(db):
     result = db.up()
     assert "FAIL" not in result.stdout, result.stdout[-3000:]
     assert {n: _wait_row_count(db, n, expected[n]) for n in nodes} == expected
-    assert {n: db.shell.run(n, "stat -c %i /var/lib/mysql")[1] for n in nodes} == inodes
+    assert {n: db.ssh.run(n, "stat -c %i /var/lib/mysql")[1] for n in nodes} == inodes
     # One writer everywhere, and not the rejoined node: the role moves only off a failed or donor
     # writer (the rejoin's state transfer may pick the writer as donor), never back on a rejoin.
     after = [_writer(db, mw) for mw in MIDDLEWARE]
@@ -167,7 +157,7 @@ def _wait_row_count(db, node: str, expected: str) -> str:
     count = None
     while time.monotonic() < deadline:
         try:
-            count = db.shell.sql(node, "SELECT COUNT(*) FROM keep.t")
+            count = db.ssh.sql(node, "SELECT COUNT(*) FROM keep.t")
         except RuntimeError:
             count = None
         if count == expected:
