@@ -249,7 +249,8 @@ class FrontendSpec(_Model):
 
 
 class FilestoreSpec(_Model):
-    server: HostRef
+    server: HostRef | None = None  # the NFS server; or, for an object store, s3Uri instead
+    s3_uri: str | None = Field(None, pattern=r"^s3://[A-Za-z0-9._-]+$")  # registerfilestore -t s3://<id>
     implementation: Literal["kernel", "ganesha"] = "kernel"
     export_path: str = Field("/var/opt/filestore", pattern=r"^/[A-Za-z0-9._/-]*$")
     mount_path: str = Field("/var/opt/filestore", pattern=r"^/[A-Za-z0-9._/-]*$")
@@ -263,6 +264,11 @@ class FilestoreSpec(_Model):
     client_mount: Literal["nfs", "preprovisioned"] = "nfs"
     size_mb: int = Field(1_000_000, ge=1)  # registerfilestore -s
     max_contexts: int = Field(5000, ge=1)  # registerfilestore -x
+
+    @property
+    def uri(self) -> str:
+        """What registerfilestore registers: the NFS mount, or the S3 filestore."""
+        return self.s3_uri or f"file:{self.mount_path}"
 
 
 # --- secrets -------------------------------------------------------------------------------
@@ -340,7 +346,7 @@ def _role_references(cfg: EstateConfig) -> dict[Role, list[tuple[str, str]]]:
         if cfg.frontend.mode == "colocated" and cfg.middleware:
             refs[Role.WEB] += [(f"middleware.nodes[{i}].host", n.host)
                                for i, n in enumerate(cfg.middleware.nodes) if n.role == "backend"]
-    if cfg.filestore:
+    if cfg.filestore and cfg.filestore.server:
         refs[Role.NFS].append(("filestore.server", cfg.filestore.server))
     return refs
 
@@ -452,6 +458,9 @@ def _middleware_checks(cfg: EstateConfig) -> list[tuple[str, str]]:
                              f"pulumi config set --secret {NAMESPACE}:oxRepositoryPassword"))
         if cfg.database is None:
             problems.append(("middleware", "middleware needs a database section for its configdb"))
+    fs = cfg.filestore
+    if fs and (fs.server is None) == (fs.s3_uri is None):
+        problems.append(("filestore", "set either server (an NFS filestore) or s3Uri (an S3 filestore), not both"))
     fe = cfg.frontend
     if fe:
         backends = [n for n in mw.nodes if n.role == "backend"] if mw else []

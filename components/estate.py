@@ -60,13 +60,14 @@ class Estate(pulumi.ComponentResource):
             self.middleware = OXMiddlewareGroup(f"{name}-mw", cfg, self.hosts, self._configdb(db.configdb),
                                                 self.secrets, databases_ready, child)
             filestore_ready: list[pulumi.Resource] = []
-            if cfg.filestore:
+            if cfg.filestore and cfg.filestore.server:
                 self.filestore = NfsFilestore(f"{name}-fs", cfg, self.hosts[cfg.filestore.server], mw_hosts,
                                               self.middleware.users, child)
                 filestore_ready = self.filestore.ready
+            if cfg.filestore:  # registration needs a filestore to register
                 self.registration = OXRegistration(
                     f"{name}-registration", cfg, self.middleware.admin_host,
-                    [self._userdb(t) for t in (db.userdbs or [db.configdb])], cfg.filestore.mount_path,
+                    [self._userdb(t) for t in (db.userdbs or [db.configdb])], cfg.filestore.uri,
                     self.secrets, [*self.middleware.ready, *filestore_ready], child)
             if cfg.frontend:
                 self.frontend = self._frontend(name, cfg, child)

@@ -37,7 +37,7 @@ class OXRegistration(pulumi.ComponentResource):
     database_ids: pulumi.Output[dict]
     context_id: pulumi.Output[int] | None
 
-    def __init__(self, name: str, cfg: EstateConfig, host: Host, userdbs: list[UserDb], filestore_path: str,
+    def __init__(self, name: str, cfg: EstateConfig, host: Host, userdbs: list[UserDb], filestore_uri: str,
                  secrets: StackSecrets, depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:mw:Registration", name, None, opts)
         admin = {"OX_ADMIN_MASTER_PASSWORD": secrets.ox_admin_master_password}
@@ -59,10 +59,10 @@ class OXRegistration(pulumi.ComponentResource):
             values={"name": server_name}, secrets=admin, depends_on=depends_on,
             undo=("server", "name", server_name))
 
-        uri = f"file:{filestore_path}"
+        uri = filestore_uri
         filestore, self.filestore_id = step(
             "filestore", "register-filestore.sh.j2", lambda s, o: parse_registered_id(s, o, "filestore"),
-            values={"uri": uri, "path": filestore_path, "size_mb": cfg.filestore.size_mb,
+            values={"uri": uri, "size_mb": cfg.filestore.size_mb,
                     "max_contexts": cfg.filestore.max_contexts},
             secrets=admin, depends_on=[server], undo=("filestore", "uri", uri))
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """TEST STAND-IN for an OX middleware node's HTTP listener on :8009 -- NOT PRODUCT CODE.
 
-Used only by tests/lab/test_frontend.py, which starts one per lab middleware host (detached)
+Used only by tests/lab/test_lab_frontend.py, which starts one per lab middleware host (detached)
 and stops exactly that process by its pid. It answers every request with 200 and a JSON body
 naming the node (its route) and the raw path it received, sets `JSESSIONID=<digits>.<route>`
 when the request carries no session id (as OX does), and appends the raw request line to a log,

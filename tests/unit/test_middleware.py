@@ -145,3 +145,38 @@ def test_dedicated_frontend_exports_its_url(stack_config):
     assert [x.name for x in r.registrations if x.name.startswith("ox-web-web1-")] == [
         "ox-web-web1-install", "ox-web-web1-configure", "ox-web-web1-start", "ox-web-web1-check"]
     assert r.outputs["frontendUrls"] == ["http://10.0.0.41/appsuite/"]
+
+
+def test_s3_filestore_is_registered_without_nfs(stack_config):
+    r = run_program(stack_config(filestore={"s3Uri": "s3://oxfilestore"}), {"sshPrivateKey"})
+    assert not [x for x in r.registrations if x.name.startswith("ox-fs-")]
+    script = _code(script_of(r.named("ox-registration-filestore")))
+    assert "registerfilestore -t s3://oxfilestore" in script and "must be mounted first" not in script
+
+
+def test_filestore_needs_exactly_one_of_server_and_s3(stack_config):
+    from components.config import ConfigError, parse
+
+    with pytest.raises(ConfigError, match="ox-estate:filestore: set either server"):
+        parse(stack_config(filestore={"server": "nfs1", "s3Uri": "s3://x"}), {"sshPrivateKey"})
+
+
+def test_repository_packages_use_stdin_credentials(stack_config):
+    mw = {"nodes": [{"host": "mw1", "jkroute": "OX1"}], "packageSource": "repository", "repositoryUser": "acme",
+          "repositoryUrl": "https://software.open-xchange.com/products/appsuite/stable/backend/DebianBookworm"}
+    r = run_program(stack_config(middleware=mw, oxRepositoryPassword="Repo-pw-77"),
+                    {"sshPrivateKey", "oxRepositoryPassword"})
+    step = r.named("ox-mw-mw1-packages")
+    script = script_of(step)
+    assert "Repo-pw-77" not in script and is_secret(step.inputs["stdin"])
+    assert "printf 'machine %s\\nlogin %s\\npassword %s\\n'" in script
+    assert "software.open-xchange.com acme \"$OX_REPOSITORY_PASSWORD\")" in script
+    assert "open-xchange-sessionstorage-hazelcast" not in script  # a single node needs none
+
+
+def test_repository_without_password_is_refused(stack_config):
+    from components.config import ConfigError, parse
+
+    mw = {"nodes": [{"host": "mw1", "jkroute": "OX1"}], "packageSource": "repository", "repositoryUrl": "https://x/y"}
+    with pytest.raises(ConfigError, match="ox-estate:oxRepositoryPassword: packageSource 'repository' needs"):
+        parse(stack_config(middleware=mw), {"sshPrivateKey"})
