@@ -1,4 +1,4 @@
-"""Test program for tests/lab/test_frontend.py: ApacheFrontend on its own, run by the lab runner.
+"""Test program for tests/lab/test_lab_frontend.py: ApacheFrontend on its own, run by the lab runner.
 
 Until estate.py wires the frontend tier, this builds it the way the estate will: the stack's
 config (the repository's stacks/Pulumi.<stack>.yaml, read through config.load()), static hosts,
