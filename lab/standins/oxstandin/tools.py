@@ -79,6 +79,18 @@ def _begin(parser, master=True):
 
 # --- server -----------------------------------------------------------------------
 
+def _find_by_id_or_name(p, cur, kind, table, id_column):
+    """The id of the `kind` named by -i/--id or -n/--name (the unregister tools); CltError if none."""
+    if p.get("id") is not None:
+        cur.execute("SELECT %s FROM %s WHERE %s = %%s" % (id_column, table, id_column), (_int(p, "id"),))
+    else:
+        cur.execute("SELECT %s FROM %s WHERE name = %%s" % (id_column, table), (p.get("name"),))
+    row = cur.fetchone()
+    if not row:
+        raise CltError("No such %s %s" % (kind, p.get("id") or p.get("name")), SYSEXIT_INVALID_DATA, kind=kind)
+    return row[0]
+
+
 def registerserver(args):
     p = AdminParser("registerserver")
     add_credentials(p)
@@ -108,15 +120,7 @@ def unregisterserver(args):
             raise CltError("Either servername or serverid must be given", SYSEXIT_MISSING_OPTION, usage=True)
         _begin(p)
         with _Db() as cur:
-            if p.get("id") is not None:
-                cur.execute("SELECT server_id FROM server WHERE server_id = %s", (_int(p, "id"),))
-            else:
-                cur.execute("SELECT server_id FROM server WHERE name = %s", (p.get("name"),))
-            row = cur.fetchone()
-            if not row:
-                raise CltError("No such server %s" % (p.get("id") or p.get("name")), SYSEXIT_INVALID_DATA,
-                               kind="server")
-            sid = row[0]
+            sid = _find_by_id_or_name(p, cur, "server", "server", "server_id")
             cur.execute("SELECT COUNT(*) FROM context_server2db_pool WHERE server_id = %s", (sid,))
             if cur.fetchone()[0]:
                 raise CltError("Server %d is still in use by contexts" % sid, SYSEXIT_INVALID_DATA, kind="server")
@@ -308,15 +312,7 @@ def unregisterdatabase(args):
             raise CltError("Either databasename or databaseid must be given", SYSEXIT_MISSING_OPTION, usage=True)
         _begin(p)
         with _Db() as cur:
-            if p.get("id") is not None:
-                cur.execute("SELECT db_pool_id FROM db_pool WHERE db_pool_id = %s", (_int(p, "id"),))
-            else:
-                cur.execute("SELECT db_pool_id FROM db_pool WHERE name = %s", (p.get("name"),))
-            row = cur.fetchone()
-            if not row:
-                raise CltError("No such database %s" % (p.get("id") or p.get("name")), SYSEXIT_INVALID_DATA,
-                               kind="server")
-            dbid = row[0]
+            dbid = _find_by_id_or_name(p, cur, "database", "db_pool", "db_pool_id")
             cur.execute("SELECT COUNT(*) FROM context_server2db_pool WHERE write_db_pool_id = %s "
                         "OR read_db_pool_id = %s", (dbid, dbid))
             if cur.fetchone()[0]:
