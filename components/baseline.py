@@ -17,21 +17,23 @@ import pulumi
 
 from .config import EstateConfig, Role
 from .hosts import Host
+from . import mariadb
 from .parse import parse_facts
 from .remote import run_script
 
-# Debian packages each role runs on. The facts step reports their versions (null when missing).
-ROLE_PACKAGES: dict[Role, list[str]] = {
-    Role.DB: ["mariadb-server", "mariadb-backup", "galera-4", "socat", "rsync", "python3-pymysql"],
-    Role.MW: ["haproxy"],
-    Role.WEB: ["apache2"],
-    Role.NFS: [],  # depends on filestore.implementation
-}
-
-
-def packages_for(cfg: EstateConfig, roles: frozenset[Role]) -> list[str]:
-    packages = {p for role in roles for p in ROLE_PACKAGES[role]}
-    if Role.NFS in roles and cfg.filestore:
+def packages_for(cfg: EstateConfig, host: str, roles: frozenset[Role]) -> list[str]:
+    """The Debian packages the tiers install on this host. The facts step reports their versions
+    before anything is installed (null when missing)."""
+    packages: set[str] = set()
+    if Role.DB in roles:
+        packages.update(mariadb.packages(cfg, galera=bool(cfg.database.galera and host in cfg.database.galera.nodes)))
+    if Role.MW in roles:
+        packages.add("mariadb-client")  # initconfigdb and its probe
+        if cfg.database and cfg.database.galera:
+            packages.update(["haproxy", "socat"])
+    if Role.WEB in roles:
+        packages.add("apache2")
+    if Role.NFS in roles:
         packages.add("nfs-kernel-server" if cfg.filestore.implementation == "kernel" else "nfs-ganesha")
     return sorted(packages)
 
@@ -45,7 +47,7 @@ class HostBaseline(pulumi.ComponentResource):
 
         facts_steps = {
             h.name: run_script(f"{h.name}-facts", h, "facts.sh.j2", parent=self,
-                               values={"packages": packages_for(cfg, h.roles)})
+                               values={"packages": packages_for(cfg, h.name, h.roles)})
             for h in hosts.values()
         }
         facts = {n: step.stdout.apply(lambda out, n=n: parse_facts(f"{n}-facts", out)) for n, step in facts_steps.items()}
