@@ -113,6 +113,21 @@ def _keep_stderr(step: str, text: str) -> Path:
     return path
 
 
+def _command_failed(progress, what: str, name: str, host: str, label: str, code: int, err: str,
+                    logging_mode: str) -> "CommandFailed":
+    """The error for a step that exited non-zero: its stderr when logging allows, else a pointer."""
+    msg = f"{what} failed on host {host} ({label}) with exit code {code}"
+    if logging_mode in ("stderr", "stdoutAndStderr"):
+        tail = "\n".join(err.splitlines()[-40:])
+        msg += f"; stderr:\n{tail}" if tail else "; stderr is empty"
+    else:
+        # Not streamed (logging=none); kept for whoever debugs the lab, with every known
+        # secret value masked, in a file only root reads.
+        kept = _keep_stderr(name, progress.scrub(err))
+        msg += f" (stderr not shown: logging={logging_mode}; secrets masked in {kept})"
+    return CommandFailed(progress.scrub(msg), name=name, host=host, exit_code=code)
+
+
 class CommandFailed(RuntimeError):
     def __init__(self, message: str, *, name: str, host: str, exit_code: Optional[int]):
         super().__init__(message)
@@ -727,16 +742,8 @@ class Lab:
                 self.progress.block(f"{name} err", err)
         if code != 0:
             self.progress.line(f"FAILED {name}  ({label}) exit {code} after {end - start:.2f}s")
-            msg = f"command {name!r} failed on host {spec.host} ({label}) with exit code {code}"
-            if logging_mode in ("stderr", "stdoutAndStderr"):
-                tail = "\n".join(err.splitlines()[-40:])
-                msg += f"; stderr:\n{tail}" if tail else "; stderr is empty"
-            else:
-                # Not streamed (logging=none); kept for whoever debugs the lab, with every known
-                # secret value masked, in a file only root reads.
-                kept = _keep_stderr(name, self.progress.scrub(err))
-                msg += f" (stderr not shown: logging={logging_mode}; secrets masked in {kept})"
-            failure = CommandFailed(self.progress.scrub(msg), name=name, host=spec.host, exit_code=code)
+            failure = _command_failed(self.progress, f"command {name!r}", name, spec.host, label, code, err,
+                                      logging_mode)
             self.fail(failure)
             raise failure
         self.progress.line(f"done   {name}  ({label}) {end - start:.2f}s")
@@ -1134,11 +1141,7 @@ def _delete_one(lab: Lab, urn: str, entry: dict) -> None:
             lab.progress.block(f"{name} err", err)
     if code != 0:
         lab.progress.line(f"FAILED delete {name}  ({label}) exit {code} after {end - start:.2f}s")
-        msg = f"delete of {name!r} failed on host {spec.host} ({label}) with exit code {code}"
-        if logging_mode in ("stderr", "stdoutAndStderr"):
-            tail = "\n".join(err.splitlines()[-40:])
-            msg += f"; stderr:\n{tail}" if tail else "; stderr is empty"
-        raise CommandFailed(lab.progress.scrub(msg), name=name, host=spec.host, exit_code=code)
+        raise _command_failed(lab.progress, f"delete of {name!r}", name, spec.host, label, code, err, logging_mode)
     lab.progress.line(f"done   delete {name}  ({label}) {end - start:.2f}s")
 
 

@@ -19,20 +19,28 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def skip_reason() -> str | None:
+def skip_reason(tools: tuple[str, ...] = ("ip", "mariadbd", "haproxy", "sshd")) -> str | None:
+    """Why lab tests cannot run here, or None."""
     if os.geteuid() != 0:
         return "LAB TESTS SKIPPED: not root (lab hosts need network namespaces and mounts)"
-    for tool in ("ip", "mariadbd", "haproxy", "sshd"):
+    for tool in tools:
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             return f"LAB TESTS SKIPPED: {tool} missing (bash lab/setup.sh installs it)"
+    probe = subprocess.run(["ip", "netns", "list"], capture_output=True)
+    if probe.returncode != 0:
+        return f"LAB TESTS SKIPPED: `ip netns` unavailable: {probe.stderr.decode().strip()}"
     return None
 
 
-_REASON = skip_reason()
-if _REASON:
-    print(f"\n*** {_REASON} ***\n")
-# `pytestmark = requires_lab` in a lab test module: skipped, loudly, where the lab cannot run.
-requires_lab = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+def lab_mark(tools: tuple[str, ...] = ("ip", "mariadbd", "haproxy", "sshd")):
+    """`pytestmark = lab_mark()` in a lab test module: skipped, loudly, where the lab cannot run."""
+    reason = skip_reason(tools)
+    if reason:
+        print(f"\n*** {reason} ***\n")
+    return pytest.mark.skipif(reason is not None, reason=reason or "")
+
+
+requires_lab = lab_mark()
 
 
 class LabEstate:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 
 import sys
@@ -24,23 +23,10 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from lab import hosts as lab  # noqa: E402
+from estate import lab_mark  # noqa: E402
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "LAB TESTS SKIPPED: not root (lab hosts need network namespaces and mounts)"
-    if shutil.which("ip") is None:
-        return "LAB TESTS SKIPPED: no `ip` (iproute2) on this machine"
-    probe = subprocess.run(["ip", "netns", "list"], capture_output=True)
-    if probe.returncode != 0:
-        return f"LAB TESTS SKIPPED: `ip netns` unavailable: {probe.stderr.decode().strip()}"
-    return None
-
-
-_reason = _skip_reason()
-if _reason:
-    print(f"\n*** {_reason} ***\n")
-pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
+pytestmark = lab_mark(("ip", "sshd"))
 
 paramiko = pytest.importorskip("paramiko")
 

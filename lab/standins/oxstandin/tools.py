@@ -7,9 +7,7 @@ mpasswd (master) or the context admin, then act on the real configdb named
 in configdb.properties.
 """
 
-import fnmatch
 import os
-import sys
 import urllib.parse
 
 import pymysql
@@ -18,7 +16,7 @@ from . import config, configdb
 from .clt import (AdminParser, CltError, Option, add_credentials, check_master_auth,
                   connect_admin_daemon, credentials, do_csv_output, do_output, run,
                   SYSEXIT_INVALID_CREDENTIALS, SYSEXIT_INVALID_DATA, SYSEXIT_MISSING_OPTION,
-                  SYSEXIT_NO_SUCH_CONTEXT, SYSEXIT_SERVERSTORAGE_ERROR, SYSEXIT_ILLEGAL_OPTION_VALUE)
+                  SYSEXIT_NO_SUCH_CONTEXT, SYSEXIT_SERVERSTORAGE_ERROR)
 
 DEFAULT_DRIVER = "com.mysql.jdbc.Driver"
 DB_URL_PARAMS = ("useUnicode=true&characterEncoding=UTF-8&autoReconnect=false&useServerPrepStmts=false"
