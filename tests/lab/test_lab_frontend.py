@@ -25,6 +25,7 @@ from estate import ROOT, LabEstate, skip_reason
 STACK, SUBNET, BRIDGE = "lab-web", "10.217.0.0/24", "oxlabw0"
 PROGRAM = Path(__file__).resolve().parent / "frontend_program"
 FAKE_BACKEND = Path(__file__).resolve().parent / "fake_backend.py"
+HOST_BACKEND = "/opt/ox-lab-test/fake_backend.py"  # where it is installed inside a lab host
 ROUTES = {"wmw1": "OX1", "wmw2": "OX2", "wmw3": "OX3", "wmw4": "PROV"}  # wmw4: provisioning
 WEB = "10.217.0.41"
 ADMIN_HOST, OTHER_HOST = "wmw1", "wdb1"  # inside / outside adminNetworks 10.217.0.16/28
@@ -108,7 +109,11 @@ class FrontendLab(LabEstate):
             print(f"lab hosts destroy failed:\n{result.stderr}", file=sys.stderr)
 
     def start_backend(self, host: str) -> None:
-        self.pids[host] = self.run_on(host, f"setsid /usr/bin/python3 {FAKE_BACKEND} --route {ROUTES[host]} "
+        # Copied into the host: the checkout may live where lab hosts see their own tmpfs or home.
+        installed = self._run(["-c", "from lab import hosts; hosts.install_files("
+                                     f"{host!r}, {{{HOST_BACKEND!r}: {str(FAKE_BACKEND)!r}}})"])
+        assert installed.returncode == 0, installed.stderr
+        self.pids[host] = self.run_on(host, f"setsid /usr/bin/python3 {HOST_BACKEND} --route {ROUTES[host]} "
                                             f"--log {BACKEND_LOG} </dev/null >/tmp/fake-backend.out 2>&1 & echo $!")
         self.run_on(host, "for i in $(seq 50); do curl -fsS -o /dev/null http://127.0.0.1:8009/ && exit 0; "
                           "sleep 0.1; done; cat /tmp/fake-backend.out; exit 1")
