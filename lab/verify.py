@@ -122,6 +122,19 @@ def _hosts(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     return checks
 
 
+def _write_marker(shell: Shell, host: str) -> str:
+    """Insert a fresh marker row into the verifier's own table on `host`; the marker."""
+    marker = uuid.uuid4().hex
+    shell.sql(host, f"CREATE DATABASE IF NOT EXISTS {SCHEMA}; CREATE TABLE IF NOT EXISTS {SCHEMA}.rows "
+                    f"(id INT AUTO_INCREMENT PRIMARY KEY, marker VARCHAR(64)) ENGINE=InnoDB; "
+                    f"INSERT INTO {SCHEMA}.rows (marker) VALUES ('{marker}')")
+    return marker
+
+
+def _marker_count(marker: str) -> str:
+    return f"SELECT COUNT(*) FROM {SCHEMA}.rows WHERE marker = '{marker}'"
+
+
 def _galera(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     status = outputs.get("galeraStatus")
     if not status:
@@ -135,11 +148,8 @@ def _galera(shell: Shell, state: dict, outputs: dict) -> list[Check]:
         ok = (values.get("wsrep_cluster_size") == str(len(nodes)) and values.get("wsrep_cluster_status") == "Primary"
               and values.get("wsrep_local_state_comment") == "Synced" and values.get("wsrep_ready") == "ON")
         checks.append((f"galera {node}", ok, " ".join(f"{k}={v}" for k, v in sorted(values.items()))))
-    marker = uuid.uuid4().hex
-    shell.sql(nodes[0], f"CREATE DATABASE IF NOT EXISTS {SCHEMA}; CREATE TABLE IF NOT EXISTS {SCHEMA}.rows "
-                        f"(id INT AUTO_INCREMENT PRIMARY KEY, marker VARCHAR(64)) ENGINE=InnoDB; "
-                        f"INSERT INTO {SCHEMA}.rows (marker) VALUES ('{marker}')")
-    seen = shell.sql(nodes[-1], f"SELECT COUNT(*) FROM {SCHEMA}.rows WHERE marker = '{marker}'")
+    marker = _write_marker(shell, nodes[0])
+    seen = shell.sql(nodes[-1], _marker_count(marker))
     checks.append((f"galera row {nodes[0]} -> {nodes[-1]}", seen == "1", f"written on {nodes[0]}, read on {nodes[-1]}"))
     return checks
 
@@ -150,11 +160,7 @@ def _gtid(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     by_address = {a: h for h, a in outputs["hostAddresses"].items()}
     for link in outputs.get("gtidReplication") or []:
         replica, source = link["replica"], by_address[link["source"]]
-        marker = uuid.uuid4().hex
-        shell.sql(source, f"CREATE DATABASE IF NOT EXISTS {SCHEMA}; CREATE TABLE IF NOT EXISTS {SCHEMA}.rows "
-                          f"(id INT AUTO_INCREMENT PRIMARY KEY, marker VARCHAR(64)) ENGINE=InnoDB; "
-                          f"INSERT INTO {SCHEMA}.rows (marker) VALUES ('{marker}')")
-        query = f"SELECT COUNT(*) FROM {SCHEMA}.rows WHERE marker = '{marker}'"
+        query = _marker_count(_write_marker(shell, source))
         seen = _eventually(lambda: shell.sql(replica, query) == "1", 10)
         _, status, _ = shell.run(replica, "mariadb -e 'SHOW SLAVE STATUS\\G'")
         threads = dict(re.findall(r"^\s*(Slave_IO_Running|Slave_SQL_Running|Seconds_Behind_Master): (\S+)",

@@ -118,3 +118,18 @@ def test_hosts_file_block_is_managed_and_idempotent(tmp_path):
     assert changed.returncode == 0, changed.stderr
     assert (etc / "hosts").read_text().count("# BEGIN ox-estate") == 1
     assert "mw1" not in (etc / "hosts").read_text()
+
+
+def test_install_touches_apt_only_for_missing_packages(tmp_path):
+    """ox_install: nothing to do when all are installed; one update and one install otherwise."""
+    calls = tmp_path / "apt-calls"
+    fake = tmp_path / "apt-get"
+    fake.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\n")
+    fake.chmod(0o755)
+    path = {"PATH": f"{tmp_path}:/usr/sbin:/usr/bin:/sbin:/bin"}
+    present = _prelude_then("ox_install bash coreutils\n", env=path)
+    assert present.returncode == 0, present.stderr
+    assert not calls.exists()
+    missing = _prelude_then("ox_install bash no-such-package-ox\n", env=path)
+    assert missing.returncode == 0, missing.stderr
+    assert calls.read_text().splitlines() == ["update -q", "install -y -q --no-install-recommends no-such-package-ox"]
