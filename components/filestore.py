@@ -16,7 +16,7 @@ import pulumi
 
 from .config import EstateConfig
 from .hosts import Host
-from .remote import run_script
+from .remote import phase_steps
 from .render import render
 
 
@@ -35,8 +35,7 @@ class NfsFilestore(pulumi.ComponentResource):
         self.server_address, self.owner = server.address, f"{fs.uid}:{fs.gid}"
         ids = {"uid": fs.uid, "gid": fs.gid}
 
-        def step(host: Host, phase: str, template: str, **kw) -> pulumi.Resource:
-            return run_script(f"{name}-{host.name}-{phase}", host, template, parent=self, **kw)
+        step = phase_steps(name, self)
 
         config_template = "files/ganesha.conf.j2" if fs.implementation == "ganesha" else "files/exports.j2"
         config = pulumi.Output.all(*[c.address for c in clients]).apply(

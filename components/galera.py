@@ -21,7 +21,7 @@ from .grants import grant_openexchange
 from .hosts import Host
 from .mariadb import DATADIR, install_and_configure
 from .parse import parse_json_line
-from .remote import run_script
+from .remote import phase_steps
 from .secrets import StackSecrets
 
 SST_USER = "sstuser"
@@ -48,8 +48,7 @@ class GaleraCluster(pulumi.ComponentResource):
         self.node_addresses = [h.address for h in hosts]
         db_secrets = {"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password, "SST_PASSWORD": secrets.sst_password}
 
-        def step(host: Host, phase: str, template: str, **kw) -> pulumi.Resource:
-            return run_script(f"{name}-{host.name}-{phase}", host, f"db/{template}", parent=self, **kw)
+        step = phase_steps(name, self, "db/")
 
         configured = {h.name: install_and_configure(step, h, cfg, _files(cfg, h, facts, self.node_addresses),
                                                     db_secrets, galera=True, sst_user=SST_USER) for h in hosts}

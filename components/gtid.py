@@ -24,7 +24,7 @@ from .grants import grant_openexchange
 from .hosts import Host
 from .mariadb import install_and_configure, tunings_only
 from .parse import parse_json_line
-from .remote import run_script
+from .remote import phase_steps
 from .secrets import StackSecrets
 
 REPL_USER = "repl"
@@ -49,8 +49,7 @@ class GtidPair(pulumi.ComponentResource):
         root = {"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password}
         repl = {**root, "REPLICATION_PASSWORD": secrets.replication_password}
 
-        def step(host: Host, phase: str, template: str, **kw) -> pulumi.Resource:
-            return run_script(f"{name}-{host.name}-{phase}", host, f"db/{template}", parent=self, **kw)
+        step = phase_steps(name, self, "db/")
 
         started = {}
         members = [(master, spec.master, 1, False), (slave, spec.slave, 2, not both_write)]

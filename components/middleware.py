@@ -23,7 +23,7 @@ import pulumi
 from .config import EstateConfig, FilestoreSpec
 from .grants import OX_DB_USER
 from .hosts import Host
-from .remote import run_script
+from .remote import phase_steps
 from .render import render
 from .secrets import StackSecrets
 from .versions import appsuite_before
@@ -61,8 +61,7 @@ class OXMiddlewareGroup(pulumi.ComponentResource):
         self.backends = [(n.host, hosts[n.host].address, n.jkroute) for n in mw.nodes if n.role == "backend"]
         group_password = appsuite_before(cfg.versions.appsuite, (7, 10, 2))
 
-        def step(host: Host, phase: str, template: str, **kw) -> pulumi.Resource:
-            return run_script(f"{name}-{host.name}-{phase}", host, template, parent=self, **kw)
+        step = phase_steps(name, self)
 
         fs = cfg.filestore or FilestoreSpec(server=mw.nodes[0].host)  # the ids, when there is no filestore
         ids = {"uid": fs.uid, "gid": fs.gid}

@@ -84,6 +84,16 @@ def run_script(
     )
 
 
+def phase_steps(component: str, parent: pulumi.Resource, template_dir: str = ""):
+    """`step(host, phase, template, **kw)`: a `run_script` named `<component>-<host>-<phase>`,
+    with its template under `scripts/<template_dir>` and `parent` as its parent."""
+
+    def step(host: Host, phase: str, template: str, **kw) -> remote.Command:
+        return run_script(f"{component}-{host.name}-{phase}", host, f"{template_dir}{template}", parent=parent, **kw)
+
+    return step
+
+
 def render_step(step: str, host_name: str, template: str, values: Mapping[str, Any]) -> str:
     """The full script of a step: the shared prelude, then `templates/scripts/<template>`."""
     return render("prelude.sh.j2", step=step, host=host_name) + render(

@@ -14,7 +14,7 @@ from .config import EstateConfig
 from .grants import grant_openexchange
 from .hosts import Host
 from .mariadb import install_and_configure, tunings_only
-from .remote import run_script
+from .remote import phase_steps
 from .secrets import StackSecrets
 
 
@@ -30,8 +30,7 @@ class StandaloneDb(pulumi.ComponentResource):
         server_id = cfg.database.standalone.server_id
         self.address = host.address
 
-        def step(h: Host, phase: str, template: str, **kw) -> pulumi.Resource:
-            return run_script(f"{name}-{h.name}-{phase}", h, f"db/{template}", parent=self, **kw)
+        step = phase_steps(name, self, "db/")
 
         files = tunings_only(cfg, host, facts, {"server.cnf": mycnf.server_cnf(server_id)})
         configured = install_and_configure(step, host, cfg, files, {"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password})
