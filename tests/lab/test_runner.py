@@ -124,7 +124,7 @@ def lab(sshd, tmp_path):
             argv = [PY, "-m", "lab.runner", mode, "--program", str(PROGRAM), "--stack", "test",
                     "--state", str(self.state), "--record", str(record or self.record),
                     "--command-timeout", "60"]
-            if mode == "up":
+            if mode in ("up", "preview"):
                 argv += ["--extra-config", str(self.extra(scenario, **more))]
             if verbose:
                 argv.append("-v")
@@ -221,7 +221,7 @@ def test_up_chains_stdout_stdin_env_proxy_and_keeps_secrets_out_of_logs(lab, ssh
     assert "[secret]" in r.stdout  # the masked outputs printed by the CLI
     # non-secret output is shown in verbose mode
     assert "use-id out | got-4" in r.stderr
-    assert "start  use-id  (127.0.0.1)" in r.stderr
+    assert "create use-id  (127.0.0.1)" in r.stderr
     # state: 0600, commands with their delete inputs and dependencies
     assert stat.S_IMODE(os.stat(lab.state).st_mode) == 0o600
     cmds = {c["name"]: c for c in st["commands"].values()}
@@ -241,14 +241,17 @@ def test_random_persists_and_destroy_runs_deletes_in_reverse_order(lab):
     r1 = lab.run("up", verbose=False)
     assert r1.returncode == 0, r1.stderr
     first = lab.load_state()
+    (lab.workdir / "id.txt").unlink()
     r2 = lab.run("up", verbose=False)
     assert r2.returncode == 0, r2.stderr
     second = lab.load_state()
     assert first["random"] == second["random"] and len(first["random"]) == 2
     assert first["outputs"]["password"] == second["outputs"]["password"]
     assert first["outputs"]["randomString"] == second["outputs"]["randomString"]
-    # ... and every create ran again (no diff engine): the file was rewritten
-    assert (lab.workdir / "id.txt").read_text() == "id=4\n"
+    # ... and nothing ran again: inputs unchanged means no command, as under the engine
+    assert not (lab.workdir / "id.txt").exists()
+    assert lab.load_record()["executed"] == 0
+    assert lab.load_record()["operations"]["create"] == 0
 
     r = lab.run("destroy", record=lab.record.with_name("destroy.json"))
     assert r.returncode == 0, r.stderr
@@ -342,8 +345,9 @@ def test_run_program_in_process(lab, sshd):
         # The overlap check in test_independent_commands_overlap... is
         # discriminating: with the SDK's default-sized executor (6 workers
         # here) ten independent commands do NOT all run at once.
+        # A fresh state: with the first run's state, par-0 and par-1 would be unchanged and not run.
         runner.run_program(PROGRAM, "test", {**cfg, "fixture:parallel": "10"}, extra["secretKeys"],
-                           "up", lab.record, lab.state, stream=buf, max_workers=6)
+                           "up", lab.record, lab.state.with_name("fresh.json"), stream=buf, max_workers=6)
         par = [s for s in lab.load_record()["steps"] if s["name"].startswith("par-")]
         assert len(par) == 10
         assert max(s["start"] for s in par) >= min(s["end"] for s in par)
@@ -382,3 +386,112 @@ def test_stack_reference_aws_mocks_and_invokes(lab):
     cmds = {c["name"]: c for c in lab.load_state()["commands"].values()}
     assert cmds["after-vm"]["stdout"] == f"vm={out['vmIp']}"
     assert "tok-123456" not in r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- the engine's lifecycle
+
+
+def _ops(result_or_record) -> dict[str, str]:
+    """name -> operation, for the fixture's commands and randoms."""
+    return {r["name"]: r["op"] for r in result_or_record["plan"]}
+
+
+def _ran(lab) -> list[str]:
+    path = lab.workdir / "ops.log"
+    lines = path.read_text().split() if path.exists() else []
+    path.unlink(missing_ok=True)
+    return lines
+
+
+def test_unchanged_up_runs_nothing_and_changes_update_replace_or_delete(lab):
+    assert lab.run("up", "lifecycle", verbose=False).returncode == 0
+    assert sorted(_ran(lab)) == sorted(["create-a-1", "create-b", "create-c-a=1", "create-r-1",
+                                        "create-d-1", "create-gone"])
+    pw = lab.load_state()["outputs"]["pw"]
+
+    # Unchanged: nothing runs, outputs come from the state.
+    r = lab.run("up", "lifecycle", verbose=False)
+    assert r.returncode == 0, r.stderr
+    rec = lab.load_record()
+    assert rec["executed"] == 0 and _ran(lab) == []
+    assert set(_ops(rec).values()) == {"same"}
+    assert lab.load_state()["outputs"]["pw"] == pw
+
+    # An input change updates: `update` runs with the previous stdout in the environment; b
+    # depends on a but its inputs are unchanged, so it is the same; c's script is made from
+    # a's stdout, so it is updated (it has no `update`, so its `create` runs).
+    r = lab.run("up", "lifecycle", verbose=False, a=2)
+    assert r.returncode == 0, r.stderr
+    ops = _ops(lab.load_record())
+    assert {n: o for n, o in ops.items() if o != "same"} == {"a": "update", "c": "update"}
+    assert _ran(lab) == ["update-a-2-prev=a=1", "create-c-a=2"]
+
+    # A trigger change replaces: create the new one, delete the old one at the end.
+    assert lab.run("up", "lifecycle", verbose=False, a=2, r=2).returncode == 0
+    assert {n: o for n, o in _ops(lab.load_record()).items() if o != "same"} == {"r": "replace"}
+    assert _ran(lab) == ["create-r-2", "delete-r-1"]
+
+    # With delete_before_replace the old delete runs first.
+    assert lab.run("up", "lifecycle", verbose=False, a=2, r=2, d=2).returncode == 0
+    assert _ran(lab) == ["delete-d-1", "create-d-2"]
+
+    # A resource no longer in the program is deleted; a random whose input changed is replaced.
+    assert lab.run("up", "lifecycle", verbose=False, a=2, r=2, d=2, gone="false", pwLength=30).returncode == 0
+    ops = _ops(lab.load_record())
+    assert ops["gone"] == "delete" and ops["lpw"] == "replace"
+    assert _ran(lab) == ["delete-gone"]
+    new_pw = runner_state.unwrap(lab.load_state()["outputs"]["pw"])
+    assert len(new_pw) == 30 and new_pw != runner_state.unwrap(pw)
+    assert "gone" not in {c["name"] for c in lab.load_state()["commands"].values()}
+
+
+def test_preview_opens_no_connection_and_up_does_what_it_planned(lab, sshd):
+    assert lab.run("up", "lifecycle", verbose=False).returncode == 0
+    _ran(lab)
+    state_before = lab.state.read_text()
+    knobs = {"a": 3, "r": 3, "d": 3, "gone": "false"}
+    p = lab.run("preview", "lifecycle", verbose=False, record=lab.record.with_name("preview.json"), **knobs)
+    assert p.returncode == 0, p.stderr
+    prec = lab.load_record(lab.record.with_name("preview.json"))
+    assert prec["sshConnections"] == 0 and prec["executed"] == 0
+    assert _ran(lab) == [] and lab.state.read_text() == state_before
+    planned = _ops(prec)
+    # c's script is made from a's stdout, unknown until a has run: shown as an update.
+    assert {n: o for n, o in planned.items() if o != "same"} == {
+        "a": "update", "c": "update", "r": "replace", "d": "replace", "gone": "delete"}
+    assert "+ 0 to create, ~ 2 to update, +- 2 to replace, - 1 to delete" in p.stdout
+
+    u = lab.run("up", "lifecycle", verbose=False, **knobs)
+    assert u.returncode == 0, u.stderr
+    assert _ops(lab.load_record()) == planned
+
+
+def test_preview_diff_shows_the_script_change_with_secrets_masked(lab):
+    assert lab.run("up", "lifecycle", verbose=False).returncode == 0
+    p = lab.run("preview", "lifecycle", verbose=False, a=5, record=lab.record.with_name("preview.json"))
+    assert p.returncode == 0, p.stderr
+    assert "~  update  a" in p.stdout
+    # without --diff: no script text
+    assert "echo create-a-5" not in p.stdout
+    argv = [PY, "-m", "lab.runner", "preview", "--program", str(PROGRAM), "--stack", "test",
+            "--state", str(lab.state), "--record", str(lab.record.with_name("preview.json")),
+            "--extra-config", str(lab.extra("lifecycle", a=5)), "--diff"]
+    d = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert d.returncode == 0, d.stderr
+    assert "-echo create-a-1" in d.stdout.replace("    ", "") and "+echo create-a-5" in d.stdout.replace("    ", "")
+    assert "known only once the steps before it have run" in d.stdout  # c's new script is unknown
+    assert "BEGIN OPENSSH" not in d.stdout
+
+
+def test_a_failed_update_is_retried_by_the_next_up(lab):
+    assert lab.run("up", "lifecycle", verbose=False).returncode == 0
+    _ran(lab)
+    # a's update fails once (the marker file makes it fail)
+    (lab.workdir / "fail-a").write_text("")
+    r = lab.run("up", "lifecycle", verbose=False, a=7)
+    assert r.returncode != 0
+    (lab.workdir / "fail-a").unlink()
+    # the state still holds the old inputs, so the same change is an update again
+    r = lab.run("up", "lifecycle", verbose=False, a=7)
+    assert r.returncode == 0, r.stderr
+    assert _ops(lab.load_record())["a"] == "update"

@@ -120,3 +120,28 @@ elif scenario == "misc":
     pulumi.export("amiId", ami.id)
     pulumi.export("vmIp", vm.private_ip)
     cmd("after-vm", vm.private_ip.apply(lambda ip: f"echo vm={ip}"))
+
+elif scenario == "lifecycle":
+    # Knobs (fixture:a, fixture:r, fixture:d, fixture:gone, fixture:pwLength) change one
+    # resource each; ops.log on the "host" says what ran, in order.
+    log = f"{wd}/ops.log"
+    knob_a, knob_r, knob_d = cfg.get("a") or "1", cfg.get("r") or "1", cfg.get("d") or "1"
+    a = cmd("a", f"echo create-a-{knob_a} >> {log}; echo a={knob_a}",
+            update=f"test ! -e {wd}/fail-a || exit 9; echo update-a-{knob_a}-prev=$PULUMI_COMMAND_STDOUT >> {log}; echo a={knob_a}",
+            delete=f"echo delete-a >> {log}")
+    # Depends on a, inputs never change: same even when a is updated.
+    cmd("b", f"echo create-b >> {log}", opts=pulumi.ResourceOptions(depends_on=[a]),
+        delete=f"echo delete-b >> {log}")
+    # Its script is made from a's stdout: updated when a's stdout changes.
+    cmd("c", a.stdout.apply(lambda out: f"echo create-c-{out} >> {log}"))
+    # Keyed on a trigger: replaced, new create first, old delete at the end.
+    cmd("r", f"echo create-r-{knob_r} >> {log}", triggers=[knob_r],
+        delete=f"echo delete-r-{knob_r} >> {log}")
+    # The same with delete_before_replace: old delete first.
+    cmd("d", f"echo create-d-{knob_d} >> {log}", triggers=[knob_d],
+        delete=f"echo delete-d-{knob_d} >> {log}", opts=pulumi.ResourceOptions(delete_before_replace=True))
+    if cfg.get_bool("gone") is not False:
+        cmd("gone", f"echo create-gone >> {log}", delete=f"echo delete-gone >> {log}")
+    pw = random.RandomPassword("lpw", length=cfg.get_int("pwLength") or 20, special=False)
+    pulumi.export("pw", pw.result)
+    pulumi.export("a", a.stdout)
