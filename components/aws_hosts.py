@@ -91,6 +91,7 @@ class AwsHosts(pulumi.ComponentResource):
                 connection=connection(cfg, ssh_address, ssh_key),
                 roles=roles,
                 ready=(instance,),
+                converge=cfg.converge or "",
             )
 
         self.register_outputs({"privateAddresses": {n: h.address for n, h in self.hosts.items()}})

@@ -67,6 +67,17 @@ def _jkroute(v: str) -> str:
     return v
 
 
+# `converge` is rendered into the probe-and-repair steps' scripts (as a comment), so it is a plain
+# token: `pulumi up -c ox-estate:converge=$(date +%s)`.
+_CONVERGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}")
+
+
+def converge_token(v: str) -> str:
+    if not _CONVERGE.fullmatch(v):
+        raise ValueError("a converge token is 1-64 letters, digits or . _ : + - (for example $(date +%s))")
+    return v
+
+
 def _cidr(v: Any) -> ipaddress.IPv4Network:
     try:
         return ipaddress.IPv4Network(str(v), strict=True)
@@ -313,6 +324,9 @@ class EstateConfig(_Model):
     frontend: FrontendSpec | None = None
     filestore: FilestoreSpec | None = None
     secrets: Secrets = Secrets()
+    # Any new value re-runs every probe-and-repair step (services up, mounts, checks) once: under
+    # the engine, a step whose inputs are unchanged never runs again (components/remote.py).
+    converge: Annotated[str, AfterValidator(converge_token)] | None = None
 
     def host(self, name: str) -> HostSpec:
         return next(h for h in self.hosts if h.name == name)

@@ -24,6 +24,8 @@ class Host:
     connection: remote.ConnectionArgs
     roles: frozenset[Role]
     ready: tuple[pulumi.Resource, ...] = field(default=())  # what must exist before a step runs here
+    # The stack's `converge` token: rendered into this host's probe-and-repair steps (remote.py).
+    converge: str = ""
 
 
 def provision_hosts(cfg: EstateConfig, ssh_key: pulumi.Output[str], parent: pulumi.Resource) -> dict[str, Host]:
@@ -42,6 +44,7 @@ def static_hosts(cfg: EstateConfig, ssh_key: pulumi.Output[str]) -> dict[str, Ho
             address=h.address,
             connection=connection(cfg, h.address, ssh_key),
             roles=frozenset(cfg.roles_of(h.name)),
+            converge=cfg.converge or "",
         )
         for h in cfg.hosts
     }

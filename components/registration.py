@@ -49,7 +49,7 @@ class OXRegistration(pulumi.ComponentResource):
             if undo:
                 kind, match, key = undo
                 kw["values"] = {**kw["values"], "kind": kind, "match": match, "key": key}
-                kw.update(delete_template="mw/unregister.sh.j2", identity=[kind, key])
+                kw.update(delete_template="mw/unregister.sh.j2")
             command = run_script(step_name, host, f"mw/{template}", parent=self, **kw)
             return command, command.stdout.apply(lambda out: parse(step_name, out))
 

@@ -9,10 +9,13 @@ run with bash on one host. What this module guarantees for every step:
   variables. They are never rendered into the script, so never on a command line (argv is
   visible in `ps`) and never in `create`; a script built from a secret value is refused.
 - A step that reads secrets has `logging: none`, so nothing it prints is streamed.
-- `triggers` is the sha256 of the rendered script. A step with an undo (`delete`) keys its
-  triggers on what it creates (`identity`) instead, so editing its script updates it in place
-  rather than replacing it, because a replacement runs the undo: for such steps
-  `delete_before_replace` makes the old undo run before the new create, never after it.
+- No `triggers`: under the engine a step runs again only when its own inputs change (its script,
+  stdin or connection), and then it is *updated*, which re-runs its `create`; it is never
+  replaced, so no config change (a rename, a rotated SSH key, a new bastion) runs an undo. Only
+  removing the thing itself does. Every script probes before it acts, so a re-run is safe.
+- Converge: the steps whose template is in `CONVERGING` (services up, mounts, checks, the
+  adopt-or-register registrations) carry the stack's `converge` token in their script, so a new
+  token re-runs exactly those (an update, never a replacement) and they repair what drifted.
 """
 
 from __future__ import annotations
@@ -25,11 +28,25 @@ from typing import Any
 import pulumi
 from pulumi_command import remote
 
+from .config import converge_token
 from .hosts import Host
-from .render import render, sha256
+from .render import render
 
 
 _SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+# Probe-and-repair steps: re-running one brings its piece back to what the config says (a stopped
+# service started, a lost mount mounted, a check run again) and changes nothing that is right.
+CONVERGING = frozenset({
+    "db/mariadb-start.sh.j2", "db/galera-bootstrap.sh.j2", "db/galera-join.sh.j2", "db/galera-verify.sh.j2",
+    "db/gtid-replica.sh.j2", "db/clustercheck.sh.j2",
+    "mw/haproxy.sh.j2", "mw/ox-configure.sh.j2",
+    "mw/register-server.sh.j2", "mw/register-filestore.sh.j2", "mw/register-database.sh.j2",
+    "mw/create-context.sh.j2",
+    "fs/nfs-server.sh.j2", "fs/nfs-client.sh.j2", "fs/filestore-check.sh.j2",
+    "web/apache-start.sh.j2", "web/apache-check.sh.j2",
+})
 
 
 class SecretInScriptError(RuntimeError):
@@ -45,28 +62,25 @@ def run_script(
     values: Mapping[str, Any] | None = None,
     secrets: Mapping[str, pulumi.Input[str]] | None = None,
     delete_template: str | None = None,
-    identity: Sequence[str] | None = None,
     depends_on: Sequence[pulumi.Resource] = (),
 ) -> remote.Command:
     """Run `templates/scripts/<template>` on `host` as the step `name`.
 
     values:  rendered into the script; may be Outputs (ids from earlier steps), never secrets.
     secrets: name -> secret value; the script gets them with `ox_read_secrets` as $NAME.
-    delete_template: the undo, rendered with the same values; it gets no secrets on stdin.
-    identity: what the step creates (for example a registration name); required with an undo.
+    delete_template: the undo, rendered with the same values; it gets no secrets on stdin. It
+        runs only when the step leaves the program (or the stack is destroyed).
     """
     values = dict(values or {})
     secrets = dict(secrets or {})
     bad = [k for k in secrets if not _SECRET_NAME.match(k)]
     if bad:
         raise ValueError(f"step {name}: secret names must be shell variable names in capitals: {bad}")
-    if delete_template and not identity:
-        raise ValueError(f"step {name}: a step with an undo needs an identity")
 
-    create = _command(name, host, template, values)
+    converge = converge_token(host.converge) if host.converge and template in CONVERGING else ""
+    create = _command(name, host, template, values, converge)
     delete = _command(name, host, delete_template, values) if delete_template else None
     stdin = _stdin(secrets) if secrets else None
-    triggers = [sha256("\n".join(identity))] if identity else [create.apply(sha256)]
 
     return remote.Command(
         name,
@@ -74,11 +88,12 @@ def run_script(
         create=create,
         delete=delete,
         stdin=stdin,
-        triggers=triggers,
         logging=remote.Logging.NONE if secrets else remote.Logging.STDOUT_AND_STDERR,
         opts=pulumi.ResourceOptions(
             parent=parent,
             depends_on=[*host.ready, *depends_on],
+            # Nothing here replaces a step; should a user's change ever do so, the old undo must
+            # run before the new create, never after it.
             delete_before_replace=bool(delete_template),
         ),
     )
@@ -94,9 +109,9 @@ def phase_steps(component: str, parent: pulumi.Resource, template_dir: str = "")
     return step
 
 
-def render_step(step: str, host_name: str, template: str, values: Mapping[str, Any]) -> str:
+def render_step(step: str, host_name: str, template: str, values: Mapping[str, Any], converge: str = "") -> str:
     """The full script of a step: the shared prelude, then `templates/scripts/<template>`."""
-    return render("prelude.sh.j2", step=step, host=host_name) + render(
+    return render("prelude.sh.j2", step=step, host=host_name, converge=converge) + render(
         f"scripts/{template}", step=step, host=host_name, **values
     )
 
@@ -106,10 +121,10 @@ def command_line(step: str, script: str) -> str:
     return render("command.j2", script=script, step=step)
 
 
-def _command(step: str, host: Host, template: str, values: dict[str, Any]) -> pulumi.Output[str]:
+def _command(step: str, host: Host, template: str, values: dict[str, Any], converge: str = "") -> pulumi.Output[str]:
     # Output.all() of nothing is a list, not a dict.
     resolved = pulumi.Output.all(**values) if values else pulumi.Output.from_input({})
-    script = resolved.apply(lambda v: render_step(step, host.name, template, v))
+    script = resolved.apply(lambda v: render_step(step, host.name, template, v, converge))
     return _refuse_secret(step, script).apply(lambda s: command_line(step, s))
 
 

@@ -1,10 +1,15 @@
 """The lab CLI.
 
-    python -m lab up     [--stack lab] [-v]   create the lab hosts, install the
-                                              stand-ins, run the program for real
-    python -m lab down   [--stack lab] [-v]   run every delete (reverse order),
-                                              then remove the lab hosts
-    python -m lab verify [--stack lab]        run lab/verify.py's checks, if any
+    python -m lab up      [--stack lab] [--converge] [-v]
+                              create the lab hosts, install the stand-ins, run the program as
+                              `pulumi up` would (what is unchanged does not run); --converge
+                              sets a new ox-estate:converge token, so every probe-and-repair
+                              step runs once more (`pulumi up -c ox-estate:converge=$(date +%s)`)
+    python -m lab preview [--stack lab] [--diff]
+                              what `up` would do, resource by resource, touching no host
+    python -m lab down    [--stack lab] [-v]   run every delete (reverse order),
+                                               then remove the lab hosts
+    python -m lab verify  [--stack lab]        run lab/verify.py's checks, if any
 
 State: lab/state/<stack>.json (0600). Timings: lab/out/<stack>-<mode>-record.json.
 """
@@ -16,11 +21,12 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
 
-from lab import runner, runner_state
+from lab import lifecycle, runner, runner_state
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "ox-estate:sshPrivateKey"
@@ -81,6 +87,35 @@ def _verify(state: dict) -> bool:
     return all(ok for _, ok, _ in rows)
 
 
+def _config(a) -> dict[str, str]:
+    from lab import hosts
+
+    config = runner.load_stack_config(ROOT, a.stack)
+    config[KEY] = hosts.client_key_path().read_text()
+    if getattr(a, "converge", False):
+        # A new token each time: exactly the probe-and-repair steps see a changed script.
+        config["ox-estate:converge"] = f"lab-{time.time_ns()}"
+    return config
+
+
+def preview(a) -> int:
+    from lab import hosts
+
+    if not hosts.client_key_path().exists():
+        print("lab: no lab key yet (run `python -m lab up` first): everything would be created", file=sys.stderr)
+        return 1
+    host_list = _hosts(_stack_config(a.stack))
+    state_path, record_path = _paths(a.stack, "preview")
+    try:
+        result = runner.run_program(ROOT, a.stack, _config(a), [KEY], "preview", record_path, state_path,
+                                    host_names={addr: n for n, addr in host_list}, verbose=a.verbose)
+    except runner.LabRunError as exn:
+        print(f"lab: preview failed: {exn}", file=sys.stderr)
+        return 1
+    print(runner.format_plan(result, diff=a.diff))
+    return 0
+
+
 def up(a) -> int:
     from lab import hosts
 
@@ -92,8 +127,7 @@ def up(a) -> int:
     except (hosts.LabError, subprocess.CalledProcessError) as exn:
         print(f"lab: cannot prepare the lab hosts: {exn}", file=sys.stderr)
         return 1
-    config = runner.load_stack_config(ROOT, a.stack)
-    config[KEY] = hosts.client_key_path().read_text()
+    config = _config(a)
     state_path, record_path = _paths(a.stack, "up")
     try:
         result = runner.run_program(ROOT, a.stack, config, [KEY], "up", record_path, state_path,
@@ -103,7 +137,8 @@ def up(a) -> int:
         return 1
     print("outputs:")
     print(result.scrub(json.dumps(runner.mask_outputs(result.outputs), indent=2, sort_keys=True)))
-    print(f"up took {result.duration:.1f}s; record: {record_path}")
+    print(f"up took {result.duration:.1f}s, ran {len(result.executed)} commands "
+          f"({lifecycle.summary(r['op'] for r in result.plan)}); record: {record_path}")
     return 0 if _verify(runner_state.load_state(state_path)) else 1
 
 
@@ -126,13 +161,17 @@ def down(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=["up", "down", "verify"])
+    ap.add_argument("command", choices=["up", "preview", "down", "verify"])
     ap.add_argument("--stack", default="lab")
     ap.add_argument("--subnet", default="10.213.0.0/24")
+    ap.add_argument("--converge", action="store_true", help="up: re-run every probe-and-repair step once")
+    ap.add_argument("--diff", action="store_true", help="preview: each changed script as a diff")
     ap.add_argument("-v", "--verbose", action="store_true", help="show command output (never secrets)")
     a = ap.parse_args(argv)
     if a.command == "up":
         return up(a)
+    if a.command == "preview":
+        return preview(a)
     if a.command == "down":
         return down(a)
     return 0 if _verify(runner_state.load_state(_paths(a.stack, "up")[0])) else 1

@@ -1,6 +1,5 @@
 """Wiring under mocks: the resource graph, dependencies, secrets and outputs of the real program."""
 
-import hashlib
 import json
 
 import pulumi
@@ -83,19 +82,40 @@ def test_no_secret_in_any_unsecret_input(recording, ssh_key):
             assert secret not in text, f"{r.name} carries a secret in clear"
 
 
-def test_triggers_are_the_hash_of_the_script_or_of_what_an_undo_undoes(recording):
-    """Steps with an undo (unregister) are keyed on their identity, so an edited script updates in
-    place instead of replacing, which would unregister and register again under a new id."""
-    for r in recording.of_type("command:remote:Command"):
-        create = unwrap(r.inputs["create"])
-        if "delete" in r.inputs:
-            assert r.inputs["triggers"] != [hashlib.sha256(create.encode()).hexdigest()], r.name
-        else:
-            assert r.inputs["triggers"] == [hashlib.sha256(create.encode()).hexdigest()], r.name
-    undoable = sorted(r.name for r in recording.of_type("command:remote:Command") if "delete" in r.inputs)
+def test_no_step_has_triggers_so_no_change_replaces_one_or_runs_an_undo(recording):
+    """Under the engine only `triggers` replaces a remote.Command (pulumi-command's schema), and a
+    replacement runs the undo: a rename would unregister. Without triggers every change is an
+    update, which re-runs the (probing) create."""
+    commands = recording.of_type("command:remote:Command")
+    assert commands and not [r.name for r in commands if r.inputs.get("triggers")]
+    undoable = sorted(r.name for r in commands if "delete" in r.inputs)
     assert undoable == ["ox-registration-database-oxdb-galera", "ox-registration-database-oxdb-galera-read",
                         "ox-registration-database-oxdb-gtid", "ox-registration-database-oxdb-gtid-read",
                         "ox-registration-filestore", "ox-registration-server"]
+
+
+def test_converge_changes_exactly_the_probe_and_repair_scripts(stack_config):
+    from components.remote import CONVERGING
+
+    def scripts(**overrides):
+        rec = run_program(stack_config(**overrides), {"sshPrivateKey"})
+        return {r.name: unwrap(r.inputs["create"]) for r in rec.of_type("command:remote:Command")}
+
+    before, after = scripts(), scripts(converge="1733090000")
+    changed = {n for n in before if before[n] != after[n]}
+    assert set(after) == set(before)
+    assert all("# converge 1733090000" in after[n] for n in changed)
+    phases = {n.rsplit("-", 1)[-1] for n in changed}
+    # services up, checks, mounts and the adopt-or-register registrations; never an install
+    assert {"bootstrap", "join", "verify", "clustercheck", "haproxy", "configure", "server", "filestore",
+            "start", "check"} <= phases
+    assert not [n for n in changed if n.endswith(("-install", "-facts", "-hosts-file", "-initconfigdb", "-packages"))]
+    assert len(CONVERGING) >= 15
+    # a token that could break out of the script's comment is refused by config validation
+    from components.config import ConfigError, parse
+
+    with pytest.raises(ConfigError, match="converge"):
+        parse({**stack_config(), "converge": "x\ntouch /tmp/pwned"}, {"sshPrivateKey"})
 
 
 def test_scripts_run_with_bash_strict_mode(recording):
@@ -206,16 +226,25 @@ def test_step_ids_from_stdout_chain_into_the_next_step():
     assert recording.named("h1-first").urn in second.property_dependencies["create"]
 
 
-def test_a_step_with_an_undo_is_keyed_on_its_identity():
+def test_a_step_with_an_undo_has_no_triggers_and_converge_reaches_only_converging_steps():
     """Editing such a step's script must update it in place: a replacement would run its undo."""
+    from dataclasses import replace
 
     def build(parent):
         run_script("h1-undoable", _host(), "facts.sh.j2", parent=parent, values={"packages": []},
-                   delete_template="facts.sh.j2", identity=["h1", "thing-1"])
+                   delete_template="facts.sh.j2")
+        # a converge token on the host reaches only converging templates
+        run_script("h1-facts", replace(_host(), converge="tok-1"), "facts.sh.j2", parent=parent,
+                   values={"packages": []})
+        run_script("h1-check", replace(_host(), converge="tok-1"), "fs/filestore-check.sh.j2", parent=parent,
+                   values={"mount_path": "/m", "write": True, "writer": "h1"})
 
-    step = _run_steps(build).named("h1-undoable")
-    assert step.inputs["triggers"] == [hashlib.sha256(b"h1\nthing-1").hexdigest()]
+    recording = _run_steps(build)
+    step = recording.named("h1-undoable")
+    assert "triggers" not in step.inputs
     assert unwrap(step.inputs["delete"]).startswith("bash -c ")
+    assert "converge" not in unwrap(recording.named("h1-facts").inputs["create"])
+    assert "# converge tok-1" in unwrap(recording.named("h1-check").inputs["create"])
 
 
 def test_secret_names_must_be_shell_names():
