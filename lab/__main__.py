@@ -24,16 +24,15 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 
-from lab import lifecycle, runner, runner_state
+from lab import lifecycle, runner, runner_state, stackconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "ox-estate:sshPrivateKey"
 
 
-def _stack_config(stack: str) -> dict:
-    return (yaml.safe_load(runner.stack_config_path(ROOT, stack).read_text()) or {}).get("config") or {}
+def _stack_config(a) -> dict:
+    return stackconfig.stack_config_data(ROOT, a.stack, tuple(getattr(a, "set", None) or ()))
 
 
 def _hosts(cfg: dict) -> list[tuple[str, str]]:
@@ -90,7 +89,7 @@ def _verify(state: dict) -> bool:
 def _config(a) -> dict[str, str]:
     from lab import hosts
 
-    config = runner.load_stack_config(ROOT, a.stack)
+    config = runner.load_stack_config(ROOT, a.stack, tuple(getattr(a, "set", None) or ()))
     config[KEY] = hosts.client_key_path().read_text()
     if getattr(a, "converge", False):
         # A new token each time: exactly the probe-and-repair steps see a changed script.
@@ -104,7 +103,7 @@ def preview(a) -> int:
     if not hosts.client_key_path().exists():
         print("lab: no lab key yet (run `python -m lab up` first): everything would be created", file=sys.stderr)
         return 1
-    host_list = _hosts(_stack_config(a.stack))
+    host_list = _hosts(_stack_config(a))
     state_path, record_path = _paths(a.stack, "preview")
     try:
         result = runner.run_program(ROOT, a.stack, _config(a), [KEY], "preview", record_path, state_path,
@@ -119,7 +118,7 @@ def preview(a) -> int:
 def up(a) -> int:
     from lab import hosts
 
-    cfg = _stack_config(a.stack)
+    cfg = _stack_config(a)
     host_list = _hosts(cfg)
     try:
         hosts.create(host_list, subnet=a.subnet)
@@ -145,7 +144,7 @@ def up(a) -> int:
 def down(a) -> int:
     from lab import hosts
 
-    host_list = _hosts(_stack_config(a.stack))
+    host_list = _hosts(_stack_config(a))
     state_path, record_path = _paths(a.stack, "destroy")
     rc = 0
     try:
@@ -164,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("command", choices=["up", "preview", "down", "verify"])
     ap.add_argument("--stack", default="lab")
     ap.add_argument("--subnet", default="10.213.0.0/24")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a stack config value for this run, e.g. "
+                         "--set 'frontend.adminNetworks=[10.213.0.0/29]' (VALUE is YAML)")
     ap.add_argument("--converge", action="store_true", help="up: re-run every probe-and-repair step once")
     ap.add_argument("--diff", action="store_true", help="preview: each changed script as a diff")
     ap.add_argument("-v", "--verbose", action="store_true", help="show command output (never secrets)")

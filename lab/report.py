@@ -31,8 +31,13 @@ def report(record: dict) -> str:
     steps = {s["name"]: s for s in record["steps"] if s.get("host") and s.get("end") is not None}
     busy = sum(s["end"] - s["start"] for s in steps.values())
     wall = record["duration"]
-    lines = [f"{record['stack']} {record['mode']}: {len(steps)} remote steps, wall {wall:.1f} s, "
-             f"summed step time {busy:.1f} s, overlap {busy / wall if wall else 0:.2f}x"]
+    ops = record.get("operations") or {}
+    lines = [f"{record['stack']} {record['mode']}: {len(steps)} remote steps run, wall {wall:.1f} s, "
+             f"summed step time {busy:.1f} s, overlap {busy / wall if wall else 0:.2f}x",
+             "operations: " + ", ".join(f"{ops.get(op, 0)} {op}" for op in
+                                         ("create", "update", "replace", "delete", "same"))]
+    if not steps:
+        return "\n".join(lines)
     path = critical_path(steps)
     on_path = sum(s["end"] - s["start"] for s in path)
     lines.append(f"critical path: {len(path)} steps, {on_path:.1f} s of step time ({on_path / wall if wall else 0:.0%} "

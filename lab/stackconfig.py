@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +38,54 @@ def config_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def load_stack_config(program_dir: str | os.PathLike[str], stack: str) -> dict[str, str]:
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def set_path(config: dict[str, Any], assignment: str, project: str) -> None:
+    """Apply `ns:key.sub[0].leaf=VALUE` (VALUE read as YAML), as `pulumi config set --path` does."""
+    key, sep, text = assignment.partition("=")
+    if not sep:
+        raise LabRunError(f"--set {assignment!r}: expected KEY=VALUE")
+    namespace, _, path = key.rpartition(":") if ":" in key.split(".", 1)[0] else (project, ":", key)
+    parts: list[Any] = [m.group(1) if m.group(1) is not None else int(m.group(2)) for m in _PATH_PART.finditer(path)]
+    if not parts or not isinstance(parts[0], str):
+        raise LabRunError(f"--set {assignment!r}: no key")
+    parts[0] = f"{namespace}:{parts[0]}"
+    node: Any = config
+    for part, nxt in zip(parts, parts[1:]):
+        if isinstance(node, dict) and not isinstance(node.get(part), (dict, list)):
+            node[part] = [] if isinstance(nxt, int) else {}
+        elif isinstance(node, list) and part == len(node):
+            node.append([] if isinstance(nxt, int) else {})
+        node = node[part]
+    last = parts[-1]
+    value = yaml.safe_load(text)
+    if isinstance(node, list) and last == len(node):
+        node.append(value)
+    else:
+        node[last] = value
+
+
+def stack_config_data(program_dir: str | os.PathLike[str], stack: str, overrides: tuple[str, ...] = ()) -> dict:
+    """The stack file's `config:` as structures, with `--set` overrides applied."""
+    data = yaml.safe_load(stack_config_path(program_dir, stack).read_text()) or {}
+    config = dict(data.get("config") or {})
+    for assignment in overrides:
+        set_path(config, assignment, read_project_name(program_dir))
+    return config
+
+
+def load_stack_config(program_dir: str | os.PathLike[str], stack: str,
+                      overrides: tuple[str, ...] = ()) -> dict[str, str]:
     """Read ``<program_dir>/<stackConfigDir>/Pulumi.<stack>.yaml`` ``config:``.
 
     Keys without a namespace get the project's, as the CLI does. Values the
     lab cannot decrypt (``{secure: ...}``) are skipped: the caller passes
-    secrets separately.
+    secrets separately. `overrides` are `--set KEY=VALUE` assignments.
     """
     project = read_project_name(program_dir)
-    path = stack_config_path(program_dir, stack)
-    data = yaml.safe_load(path.read_text()) or {}
     out: dict[str, str] = {}
-    for key, value in (data.get("config") or {}).items():
+    for key, value in stack_config_data(program_dir, stack, overrides).items():
         key = str(key)
         if ":" not in key:
             key = f"{project}:{key}"

@@ -54,10 +54,21 @@ class LabEstate:
         return subprocess.run([sys.executable, "-m", "lab", *args, "--stack", self.stack, *extra], cwd=ROOT,
                               env=self.env, capture_output=True, text=True, timeout=timeout)
 
-    def up(self) -> subprocess.CompletedProcess:
-        result = self.lab("up")
+    def up(self, *args: str) -> subprocess.CompletedProcess:
+        """`lab up [args]` (e.g. "--converge", "--set", "KEY=VALUE"); it and its verify must pass."""
+        result = self.lab("up", *args)
         assert result.returncode == 0, f"lab up failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
         return result
+
+    def record(self, mode: str = "up") -> dict:
+        """The last run's record: operations per resource (`plan`), steps run, SSH connections."""
+        return json.loads((ROOT / "lab" / "out" / f"{self.stack}-{mode}-record.json").read_text())
+
+    def preview(self, *args: str) -> dict:
+        """`lab preview [args]`: the plan, by step name -> operation, of what is not unchanged."""
+        result = self.lab("preview", *args)
+        assert result.returncode == 0, f"lab preview failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        return self.record("preview")
 
     @property
     def state(self) -> dict:

@@ -55,36 +55,66 @@ def test_registration_ids_chain(estate):
     assert pool.splitlines() == ["4\t3", "6\t5"]  # each read instance registered with -M <its master's id>
 
 
-def test_second_run_registers_nothing(estate):
-    before = estate.run_on("fdb1", "mariadb -N -e 'SELECT COUNT(*) FROM configdb.server; SELECT COUNT(*) FROM "
-                                  "configdb.filestore; SELECT COUNT(*) FROM configdb.db_pool; SELECT COUNT(*) FROM "
-                                  "configdb.context'")
+def _configdb_counts(estate) -> list[str]:
+    return estate.run_on("fdb1", "mariadb -N -e 'SELECT COUNT(*) FROM configdb.server; SELECT COUNT(*) FROM "
+                                 "configdb.filestore; SELECT COUNT(*) FROM configdb.db_pool; SELECT COUNT(*) FROM "
+                                 "configdb.context'").split()
+
+
+def test_second_run_runs_nothing_and_registers_nothing(estate):
+    """Under the engine an unchanged step never runs again: a second `up` runs 0 commands."""
     ids = estate.state["outputs"]["registeredDatabaseIds"]
     estate.up()
-    after = estate.run_on("fdb1", "mariadb -N -e 'SELECT COUNT(*) FROM configdb.server; SELECT COUNT(*) FROM "
-                                 "configdb.filestore; SELECT COUNT(*) FROM configdb.db_pool; SELECT COUNT(*) FROM "
-                                 "configdb.context'")
-    assert before.split() == after.split() == ["1", "1", "4", "1"]
+    record = estate.record()
+    assert record["executed"] == 0 and record["sshConnections"] == 0
+    assert record["operations"]["create"] == record["operations"]["update"] == 0
+    assert _configdb_counts(estate) == ["1", "1", "4", "1"]
     assert estate.state["outputs"]["registeredDatabaseIds"] == ids
 
 
-def test_a_stopped_nodes_sessions_fail_over(estate):
-    """OX on fmw2 is killed: requests for its sessions are served by the other nodes, none fails.
-    A further run starts it again: its configure step finds the service stopped. (Apache keeps
-    skipping the member for retry=60 s after it is back, so that run's verify may still say so.)"""
+def _running(estate, host: str, pidfile: str) -> bool:
+    return estate.run_on(host, f"test -s {pidfile} && kill -0 $(cat {pidfile}) && echo yes || echo no") == "yes"
+
+
+def test_plain_up_repairs_nothing_and_converge_repairs_a_dead_galera_node_and_ox_node(estate):
+    """A crashed mariadbd and a killed OX node: nothing in the config changed, so `up` runs nothing
+    (as `pulumi up` would); `up --converge` re-runs the probe-and-repair steps and brings both back.
+    On the way, the OX node's sessions fail over through Apache."""
     from collections import Counter
 
     from lab.verify import routes_through
 
-    outputs = estate.state["outputs"]
+    estate.up()  # the stack's own config, whatever an earlier test did
+    base = estate.state["outputs"]["frontendUrls"][0].removesuffix("/appsuite/")
     shell = estate.shell()
     try:
-        base = outputs["frontendUrls"][0].removesuffix("/appsuite/")
         assert routes_through(shell, "fdb1", f"{base}/appsuite/api/apps", 10, "42.OX2") == Counter({"OX2": 10})
-        estate.run_on("fmw2", "kill -9 $(cat /run/open-xchange.pid)")  # the lab started it; killed by pid
+        # Processes the lab started, killed by their own pid files.
+        estate.run_on("fmw2", "kill -9 $(cat /run/open-xchange.pid)")
+        estate.run_on("fdb2", "kill -9 $(cat /run/mysqld/mysqld.pid)")
         moved = routes_through(shell, "fdb1", f"{base}/appsuite/api/apps", 20, "42.OX2")
     finally:
         shell.close()
     assert sum(moved.values()) == 20 and set(moved) <= {"OX1", "OX3"}, moved
-    estate.lab("up")
-    estate.run_on("fmw2", "/etc/init.d/open-xchange status")  # raises unless it runs again
+
+    plain = estate.lab("up")  # its verify fails: the two nodes are down
+    assert estate.record()["executed"] == 0
+    assert "FAIL" in plain.stdout
+    assert not _running(estate, "fdb2", "/run/mysqld/mysqld.pid")
+    assert not _running(estate, "fmw2", "/run/open-xchange.pid")
+
+    converged = estate.lab("up", "--converge")
+    record = estate.record()
+    ops = {r["name"]: r["op"] for r in record["plan"]}
+    assert set(ops.values()) <= {"update", "same"} and record["operations"]["update"] > 0
+    assert ops["ox-galera-fdb2-join"] == "update" and ops["ox-mw-fmw2-configure"] == "update"
+    assert not [n for n, o in ops.items() if o == "update" and n.endswith(("-install", "-facts", "-packages"))]
+    assert _running(estate, "fdb2", "/run/mysqld/mysqld.pid")
+    assert _running(estate, "fmw2", "/run/open-xchange.pid")
+    status = estate.run_on("fdb2", "mariadb -N -e \"SHOW STATUS WHERE Variable_name IN "
+                                   "('wsrep_cluster_size','wsrep_local_state_comment')\"")
+    assert status.split() == ["wsrep_cluster_size", "3", "wsrep_local_state_comment", "Synced"], status
+    assert _configdb_counts(estate) == ["1", "1", "4", "1"]  # converge registered nothing new
+    # Apache skips a member for retry=60 s after it failed, so only the routing checks may fail now.
+    failed = [ln for ln in converged.stdout.splitlines() if ln.strip().startswith("FAIL")]
+    assert all("apache:" in ln for ln in failed), failed

@@ -495,3 +495,17 @@ def test_a_failed_update_is_retried_by_the_next_up(lab):
     r = lab.run("up", "lifecycle", verbose=False, a=7)
     assert r.returncode == 0, r.stderr
     assert _ops(lab.load_record())["a"] == "update"
+
+
+def test_set_overrides_a_stack_value_by_path_as_pulumi_config_set_path_does():
+    from lab import stackconfig
+
+    c = {"ox-estate:hosts": [{"name": "a", "address": "10.0.0.1"}], "ox-estate:frontend": {"adminNetworks": ["x"]}}
+    for assignment in ("frontend.adminNetworks=[10.0.0.0/29]", "ox-estate:hosts[1]={name: b, address: 10.0.0.2}",
+                       "hosts[0].address=10.0.0.9", "database.tuning.maxConnections=77", "converge=abc"):
+        stackconfig.set_path(c, assignment, "ox-estate")
+    assert c == {"ox-estate:hosts": [{"name": "a", "address": "10.0.0.9"}, {"name": "b", "address": "10.0.0.2"}],
+                 "ox-estate:frontend": {"adminNetworks": ["10.0.0.0/29"]},
+                 "ox-estate:database": {"tuning": {"maxConnections": 77}}, "ox-estate:converge": "abc"}
+    with pytest.raises(runner.LabRunError, match="KEY=VALUE"):
+        stackconfig.set_path(c, "frontend.adminNetworks", "ox-estate")
