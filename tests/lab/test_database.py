@@ -1,17 +1,17 @@
 """The database tier for real: a 3-node Galera cluster behind HAProxy, and a GTID master-master pair.
 
-One lab estate (stack lab-db) for the module, in its own subnet; the tests run in order:
-up and verify, writer failover, then a second deploy on the populated cluster.
+One lab estate (stack lab-db) for the module, in its own subnet. Each test sets up what it needs
+(a test that kills a node brings the cluster back with `up --converge` first), so they pass in
+any order.
 """
 
-import json
 import re
 import threading
 import time
 
 import pytest
 
-from estate import ROOT, lab_estate, requires_lab
+from estate import lab_estate, requires_lab
 
 pytestmark = requires_lab
 
@@ -25,6 +25,7 @@ def db(tmp_path_factory):
 
     with lab_estate("lab-db", "10.216.0.0/24", "oxlabd0", tmp_path_factory.mktemp("lab-db")) as estate:
         estate.first_up = estate.up()
+        estate.first_record = estate.record()
         estate.ssh = estate.shell()
         estate.password = _password(estate.state, "configdb-password")
         yield estate
@@ -57,7 +58,7 @@ def test_up_from_scratch_verifies(db):
 
 
 def test_timings_are_recorded(db):
-    record = json.loads((ROOT / "lab" / "out" / "lab-db-up-record.json").read_text())
+    record = db.first_record
     ends = {s["name"]: s["end"] for s in record["steps"] if s.get("end") is not None}
     synced = ends["ox-galera-gdb3-join"] - min(s["start"] for s in record["steps"] if s["name"].startswith("ox-galera"))
     pair = ends["ox-gtid-gdb4-replica"] - min(s["start"] for s in record["steps"] if s["name"].startswith("ox-gtid"))
@@ -80,7 +81,19 @@ def test_sst_user_has_least_privileges(db):
     assert mode.splitlines() == ["640 root:mysql", "600 root:root"]
 
 
+def _down(db) -> list[str]:
+    return [n for n in GALERA if db.ssh.run(n, "mariadb-admin ping")[0] != 0]
+
+
+def _all_synced(db) -> None:
+    """Every Galera node up and Synced: after a kill -9 (no supervisor in the lab), a converge."""
+    if _down(db):
+        db.up("--converge")
+    assert _down(db) == []
+
+
 def test_writer_moves_within_10s_after_kill_9_and_haproxies_agree(db):
+    _all_synced(db)
     writer = _writer(db, "gmw1")
     assert [_writer(db, mw) for mw in MIDDLEWARE] == [writer, writer]
     assert _master_answers(db) == [writer]
@@ -121,13 +134,18 @@ def test_writer_moves_within_10s_after_kill_9_and_haproxies_agree(db):
     assert len({tuple(w) for w in settled.values()}) == 1, settled  # and every HAProxy follows it
 
 
-def test_second_deploy_repairs_the_crashed_node_and_keeps_rows_and_datadirs(db):
-    """Re-running the whole deploy on a populated cluster whose old writer crashed (kill -9 above).
-
-    The lab has no supervisor to restart a crashed mariadbd (systemd does that on real hosts), so
-    the node is still down: the deploy must bring it back by a normal join, lose no row, replace
-    no datadir, and not hand the writer role back to the node that crashed.
+def test_converge_repairs_the_crashed_writer_and_keeps_rows_and_datadirs(db):
+    """A populated cluster whose writer crashed (kill -9). The lab has no supervisor to restart a
+    crashed mariadbd (systemd does that on real hosts), so the node stays down: a plain `up`
+    changes nothing, as `pulumi up` would not; `up --converge` must bring it back by a normal
+    join, lose no row, replace no datadir, and not hand the writer role back to it.
     """
+    if not _down(db):
+        crashed = _writer(db, "gmw1")
+        db.run_on(crashed, "kill -9 $(cat /run/mysqld/mysqld.pid)")  # the lab started it; killed by pid
+        deadline = time.monotonic() + 30
+        while _writer_or_none(db) in (None, crashed) and time.monotonic() < deadline:
+            time.sleep(0.2)
     writer = _writer(db, "gmw1")
     db.ssh.sql(writer, "CREATE DATABASE IF NOT EXISTS keep; CREATE TABLE IF NOT EXISTS keep.t "
                          "(id INT AUTO_INCREMENT PRIMARY KEY, v INT); INSERT INTO keep.t (v) VALUES (1),(2),(3),(4)")
@@ -141,7 +159,10 @@ def test_second_deploy_repairs_the_crashed_node_and_keeps_rows_and_datadirs(db):
     assert {n: _wait_row_count(db, n, expected[n]) for n in nodes if n not in down} == \
         {n: expected[n] for n in nodes if n not in down}
 
-    result = db.up()
+    plain = db.lab("up")
+    assert db.record()["executed"] == 0 and _down(db) == down, plain.stdout[-2000:]
+
+    result = db.up("--converge")
     assert "FAIL" not in result.stdout, result.stdout[-3000:]
     assert {n: _wait_row_count(db, n, expected[n]) for n in nodes} == expected
     assert {n: db.ssh.run(n, "stat -c %i /var/lib/mysql")[1] for n in nodes} == inodes
@@ -149,6 +170,13 @@ def test_second_deploy_repairs_the_crashed_node_and_keeps_rows_and_datadirs(db):
     # writer (the rejoin's state transfer may pick the writer as donor), never back on a rejoin.
     after = [_writer(db, mw) for mw in MIDDLEWARE]
     assert len(set(after)) == 1 and after[0] != down[0], (writer, after, down)
+
+
+def _writer_or_none(db):
+    try:
+        return _writer(db, "gmw1")
+    except RuntimeError:
+        return None
 
 
 def _wait_row_count(db, node: str, expected: str) -> str:

@@ -113,7 +113,8 @@ def test_plain_up_repairs_nothing_and_converge_repairs_a_dead_galera_node_and_ox
     assert _running(estate, "fmw2", "/run/open-xchange.pid")
     status = estate.run_on("fdb2", "mariadb -N -e \"SHOW STATUS WHERE Variable_name IN "
                                    "('wsrep_cluster_size','wsrep_local_state_comment')\"")
-    assert status.split() == ["wsrep_cluster_size", "3", "wsrep_local_state_comment", "Synced"], status
+    assert dict(line.split("\t") for line in status.splitlines()) == {
+        "wsrep_cluster_size": "3", "wsrep_local_state_comment": "Synced"}, status
     assert _configdb_counts(estate) == ["1", "1", "4", "1"]  # converge registered nothing new
     # Apache skips a member for retry=60 s after it failed, so only the routing checks may fail now.
     failed = [ln for ln in converged.stdout.splitlines() if ln.strip().startswith("FAIL")]

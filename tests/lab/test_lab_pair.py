@@ -4,8 +4,6 @@
 command executed for real, and verifies; `down` removes everything again.
 """
 
-import json
-
 import pytest
 
 from estate import lab_estate, requires_lab
@@ -17,6 +15,7 @@ pytestmark = requires_lab
 def pair(tmp_path_factory):
     with lab_estate("lab-pair", "10.215.0.0/24", "oxlabp0", tmp_path_factory.mktemp("lab-pair")) as estate:
         estate.first_up = estate.up()
+        estate.first_record = estate.record()
         yield estate
 
 
@@ -36,10 +35,7 @@ def test_facts_stdout_reached_the_next_step(pair):
 
 
 def test_record_has_every_step_with_timings_and_dependencies(pair):
-    from estate import ROOT
-
-    record = json.loads((ROOT / "lab" / "out" / "lab-pair-up-record.json").read_text())
-    steps = {s["name"]: s for s in record["steps"]}
+    steps = {s["name"]: s for s in pair.first_record["steps"]}
     assert steps["pmw1-hosts-file"]["exitCode"] == 0
     assert "pdb1-facts" in steps["pmw1-hosts-file"]["dependencies"]
     assert steps["pmw1-hosts-file"]["start"] >= steps["pdb1-facts"]["end"]
@@ -52,12 +48,16 @@ def test_standalone_db_and_grants_are_real(pair):
     assert pair.run_on("pdb1", "mariadb -N -e 'SELECT @@server_id, @@character_set_server'") == "1\tutf8mb4"
 
 
-def test_second_up_is_idempotent(pair):
-    """A second run re-runs every step (the lab has no diff engine) and they all find their work done."""
+def test_second_up_runs_nothing_and_converge_finds_the_work_done(pair):
+    """An unchanged `up` runs no command; a converge re-runs the probe-and-repair steps, which
+    find everything in place: no row lost, no datadir replaced."""
     inode = pair.run_on("pdb1", "stat -c %i /var/lib/mysql")
     pair.run_on("pdb1", "mariadb -e 'CREATE DATABASE IF NOT EXISTS keep; CREATE TABLE IF NOT EXISTS keep.t (i INT);"
-                        " INSERT INTO keep.t VALUES (1),(2),(3)'")
-    result = pair.up()
+                        " DELETE FROM keep.t; INSERT INTO keep.t VALUES (1),(2),(3)'")
+    pair.up()
+    assert pair.record()["executed"] == 0
+    result = pair.up("--converge")
     assert "FAIL" not in result.stdout
+    assert pair.record()["executed"] > 0 and pair.record()["operations"]["replace"] == 0
     assert pair.run_on("pdb1", "mariadb -N -e 'SELECT COUNT(*) FROM keep.t'") == "3"
     assert pair.run_on("pdb1", "stat -c %i /var/lib/mysql") == inode
