@@ -32,6 +32,11 @@ if [[ $$ -ne 1 ]]; then
 fi
 log() { echo "[$(date +%T.%3N)] $name init: $*"; }
 cd /
+# A real init's umask, not the caller's: everything below, sshd, every session
+# and every daemon started in the host inherit it. Under a caller's umask 077
+# the hosts' /etc and /var came out 0700 and MariaDB failed with "Permission
+# denied".
+umask 022
 
 # --- Per-host overlays ------------------------------------------------------
 # lowerdir is the real directory (so packages' default files are all there),
@@ -48,6 +53,10 @@ for dir in /etc /var /opt /srv /root /home; do
     lower=$dir
     [[ $dir == /root ]] && lower=$root_lower
     mkdir -p "$host_dir/upper/$layer" "$host_dir/work/$layer"
+    # The root of an overlay shows its upper dir's mode and owner, so they must
+    # be the lower dir's (also repairs upper dirs made under an older umask).
+    chmod --reference="$lower" "$host_dir/upper/$layer"
+    chown --reference="$lower" "$host_dir/upper/$layer"
     mount -t overlay "ox-lab-$name-$layer" \
         -o "lowerdir=$lower,upperdir=$host_dir/upper/$layer,workdir=$host_dir/work/$layer" "$dir"
 done
@@ -56,7 +65,7 @@ done
 # Stand-in for the NFS-mounted OX filestore: this kernel has no NFS client
 # (nothing nfs in /proc/filesystems), so a plain directory shared by bind
 # mount gives every host the same /var/opt/filestore.
-mkdir -p /var/opt/filestore
+install -d -m 0755 /var/opt/filestore
 mount --bind "$filestore" /var/opt/filestore
 
 # --- SSH material (read from HOST_DIR before /tmp may be hidden below) -------
@@ -106,6 +115,7 @@ MaxStartups 100:30:200
 MaxSessions 50
 Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
+chmod 0644 /etc/ssh/sshd_config   # kept its mode if an older run wrote it 0600
 
 # --- Identity -----------------------------------------------------------------
 echo "$name" >/proc/sys/kernel/hostname      # UTS namespace: this host only

@@ -10,7 +10,8 @@ Each lab host is
     ``ip netns exec NAME unshare --mount --uts --pid --fork --mount-proc``. It
     puts overlays over /etc /var /opt /srv /root /home (upper dirs in the lab
     state dir), tmpfs on /run /tmp /dev/shm, sets the hostname, and supervises
-    sshd. SSH sessions and :func:`run_on` land in those namespaces, so hosts do
+    sshd. It runs with umask 022 and gives each overlay root its lower dir's
+    mode and owner, so hosts look the same whatever umask created the lab. SSH sessions and :func:`run_on` land in those namespaces, so hosts do
     not see each other's /etc/mysql, datadir, /run, /opt/open-xchange or
     processes.
   * a shared directory bind-mounted at /var/opt/filestore on every host, the
@@ -143,6 +144,16 @@ def _filestore_dir() -> pathlib.Path:
 
 def _root_home_dir() -> pathlib.Path:
     return state_dir() / "root-home"
+
+
+def _ensure_filestore() -> None:
+    """The shared dir every host sees at /var/opt/filestore. Its mode is set,
+    not left to the caller's umask (under 077 it was 0700 on every host), and
+    only when it is made: the program under test may change it later."""
+    fs = _filestore_dir()
+    if not fs.is_dir():
+        fs.mkdir(parents=True, exist_ok=True)
+        fs.chmod(0o755)
 
 
 # --------------------------------------------------------------------------
@@ -300,6 +311,8 @@ def _ensure_root_home() -> None:
         source = pathlib.Path("/usr/share/base-files", src)
         if source.exists() and not (home / dst).exists():
             shutil.copyfile(source, home / dst)
+        if (home / dst).exists():
+            (home / dst).chmod(0o644)      # Debian's mode, whatever the caller's umask
 
 
 def _ensure_host_keys(name: str) -> None:
@@ -367,7 +380,7 @@ def _start_init(entry: dict) -> None:
     name, address = entry["name"], entry["address"]
     hdir = _host_dir(name)
     hdir.mkdir(parents=True, exist_ok=True)
-    _filestore_dir().mkdir(parents=True, exist_ok=True)
+    _ensure_filestore()
     argv = [
         "ip", "netns", "exec", name,
         "unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc",
@@ -573,7 +586,7 @@ def create(hosts: list[tuple[str, str]], *, subnet: str = DEFAULT_SUBNET,
                                f"not part of the lab in {state_dir()}; pick another name")
 
         _ensure_client_key()
-        _filestore_dir().mkdir(parents=True, exist_ok=True)
+        _ensure_filestore()
         _ensure_root_home()
         _ensure_bridge(bridge, gateway, net.prefixlen)
 
@@ -647,12 +660,15 @@ def _init_pid(name: str) -> int:
 def run_on(name: str, argv: list[str], *, input: bytes | None = None,
            check=True) -> subprocess.CompletedProcess:
     """Run argv inside host NAME (its mount, UTS, PID and network namespaces,
-    cwd /, a clean root environment). Output is captured (bytes). With check,
-    a non-zero exit raises subprocess.CalledProcessError."""
+    cwd /, a clean root environment with umask 022, as SSH sessions have).
+    Output is captured (bytes). With check, a non-zero exit raises
+    subprocess.CalledProcessError."""
     pid = _init_pid(name)
     cmd = ["nsenter", f"--target={pid}", "--mount", "--uts", "--pid", "--net",
            "--wd=/", "--", *argv]
-    proc = subprocess.run(cmd, input=input, capture_output=True, env=HOST_ENV, cwd="/")
+    # umask: the host's, not the caller's (install_files' mkdir -p would
+    # otherwise make 0700 parents under a caller's umask 077).
+    proc = subprocess.run(cmd, input=input, capture_output=True, env=HOST_ENV, cwd="/", umask=0o022)
     if check and proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, argv, proc.stdout, proc.stderr)
     return proc

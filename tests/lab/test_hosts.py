@@ -214,6 +214,9 @@ def test_create_twice_is_idempotent(labenv, ssh):
 
 def test_create_repairs_a_dead_host(labenv, ssh):
     a, b = labenv
+    # Written here, not by another test, so this test holds in any order.
+    lab.install_files(a.name, {"/etc/mysql/conf.d/before-repair.cnf": b"kept\n"}, mode=0o644)
+    assert ssh.run(a, "touch /run/before-repair")[0] == 0
     rec = _record()["hosts"]
     os.kill(rec[a.name]["init_pid"], 9)
     lab.create([A, B], subnet=SUBNET, bridge=BRIDGE)
@@ -221,7 +224,8 @@ def test_create_repairs_a_dead_host(labenv, ssh):
     assert after[a.name]["init_pid"] != rec[a.name]["init_pid"]
     assert after[b.name]["init_pid"] == rec[b.name]["init_pid"]          # left alone
     # Files on the host survive (overlay upper dirs persist); /run does not.
-    assert lab.run_on(a.name, ["test", "-e", "/etc/mysql/conf.d/only-a.cnf"], check=False).returncode == 0
+    assert lab.run_on(a.name, ["cat", "/etc/mysql/conf.d/before-repair.cnf"]).stdout == b"kept\n"
+    assert lab.run_on(a.name, ["test", "-e", "/run/before-repair"], check=False).returncode == 1
     fresh = Ssh()
     try:
         assert fresh.run(a, "hostname") == (0, f"{a.name}\n")
@@ -259,3 +263,57 @@ def test_destroy_removes_everything(tmp_path):
         survivors = [pid for pid in procs if _alive(pid)]
         assert survivors == [], f"lab processes survived destroy: {survivors}"
         assert lab.hosts() == []
+
+
+# Directories whose mode and owner a host must show as the real root does, whatever
+# umask the lab was created under.
+SAME_AS_ROOT = ("/etc", "/etc/ssh", "/var", "/var/lib", "/var/opt", "/var/tmp", "/var/log", "/opt",
+                "/srv", "/home", "/root", "/tmp", "/run", "/run/lock", "/dev/shm")
+
+
+def test_host_modes_do_not_follow_the_creators_umask(tmp_path):
+    """Created under umask 077, the overlay upper dirs were 0700, so the hosts' /etc and /var
+    were 0700 and MariaDB (running as mysql) failed with a misleading "Permission denied"."""
+    name, address = "oxu-a", "10.214.2.11"
+    host = lab.LabHost(name, address)
+    state = tmp_path / "state"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OX_LAB_STATE", str(state))
+        ssh = Ssh()
+        try:
+            # The creation itself runs in a process of its own with the restrictive umask.
+            created = subprocess.run(
+                [sys.executable, "-m", "lab.hosts", "create", "--subnet", "10.214.2.0/24",
+                 "--bridge", "oxlabt2", f"{name}={address}"],
+                cwd=_ROOT, capture_output=True, text=True, timeout=120, umask=0o077)
+            assert created.returncode == 0, created.stderr
+            # Not vacuous: what the creator wrote for itself did follow umask 077.
+            assert (state / "hosts.json").stat().st_mode & 0o077 == 0
+
+            paths = [p for p in SAME_AS_ROOT if os.path.isdir(p)]
+            fmt = "%a %U:%G"
+            on_root = subprocess.run(["stat", "-c", fmt, *paths], capture_output=True, text=True,
+                                     check=True).stdout.splitlines()
+            rc, in_host = ssh.run(host, f"stat -c '{fmt}' {' '.join(paths)}")
+            assert rc == 0, in_host
+            assert dict(zip(paths, in_host.splitlines())) == dict(zip(paths, on_root))
+            # The shared filestore and the config the lab writes for the host's sshd.
+            assert ssh.run(host, "stat -c %a /var/opt/filestore /etc/ssh/sshd_config") == (0, "755\n644\n")
+            # Sessions (and every daemon they start) get a real host's umask, not the creator's.
+            assert ssh.run(host, "umask") == (0, "0022\n")
+
+            # Files the lab installs from a process with umask 077: parents are 0755 too.
+            old = os.umask(0o077)
+            try:
+                lab.install_files(name, {"/srv/oxu/conf.d/x.cnf": b"x\n"}, mode=0o644)
+            finally:
+                os.umask(old)
+
+            # A daemon's user (here nobody) can traverse and read what it must.
+            as_nobody = ("setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c "
+                         "'cd /var/lib && ls /var/lib /var/opt/filestore /run /tmp >/dev/null && "
+                         "cat /etc/hostname /srv/oxu/conf.d/x.cnf && touch /tmp/nobody-was-here'")
+            assert ssh.run(host, as_nobody) == (0, f"{name}\nx\n")
+        finally:
+            ssh.close()
+            lab.destroy()

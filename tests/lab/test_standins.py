@@ -5,6 +5,11 @@ mariadb-server) and /usr/bin/python3 with python3-pymysql.  Starts a
 throwaway mariadbd on 127.0.0.1 with a temp datadir, installs the stand-ins
 below a temp root (OX_STANDIN_ROOT), and drives them as the product would.
 Only processes started here are stopped; all traffic is loopback.
+
+Every test stands alone (any order, any -k selection): the mariadbd is shared
+by the module, but each test gets its own install and ports, and fixtures, not
+earlier tests, bring it to the state the test needs (configdb, oxinstaller,
+middleware running).
 """
 
 import csv
@@ -100,10 +105,29 @@ def mariadb(tmp_path_factory):
         log.close()
 
 
-@pytest.fixture(scope="module")
-def ox(tmp_path_factory):
-    """Stand-ins installed below a temp root, plus ports for the middleware."""
-    base = tmp_path_factory.mktemp("oxroot")
+def root_sql(mariadb, statement):
+    """Run one statement as the mariadbd's root (no password, loopback only)."""
+    subprocess.run([SYS_PY, "-c", "import pymysql,sys; c = pymysql.connect(host='127.0.0.1', port=%d, "
+                    "user='root', password='', connect_timeout=5); c.cursor().execute(sys.argv[1]); "
+                    "c.commit(); c.close()" % mariadb["port"], statement],
+                   check=True, capture_output=True, timeout=30)
+
+
+def _own_middleware_pid(info):
+    """The pid in this install's pidfile if it is this install's middleware (not a recycled pid)."""
+    try:
+        pid = int((info["base"] / "open-xchange.pid").read_text().strip())
+        cmdline = pathlib.Path("/proc/%d/cmdline" % pid).read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if str(info["root"] / "sbin" / "open-xchange").encode() in cmdline else None
+
+
+@pytest.fixture
+def ox(tmp_path):
+    """Stand-ins installed below a temp root of this test's own, plus ports for the middleware.
+    Stops the middleware if the test started one."""
+    base = tmp_path / "oxroot"
     layout.install(str(base))
     root = base / "opt" / "open-xchange"
     env = dict(os.environ)
@@ -119,15 +143,43 @@ def ox(tmp_path_factory):
     info = {"base": base, "root": root, "env": env, "http_port": http_port, "rmi_port": rmi_port,
             "init": str(base / "etc" / "init.d" / "open-xchange")}
     yield info
-    # stop only the middleware this module started (pid from its own pidfile)
-    pidfile = base / "open-xchange.pid"
-    if pidfile.exists():
+    # Stop only the middleware this test started (pid from its own pidfile).
+    if (base / "open-xchange.pid").exists():
         subprocess.run([info["init"], "stop"], env=env, capture_output=True, timeout=30)
-        try:
-            pid = int(pidfile.read_text().strip())
+        pid = _own_middleware_pid(info)
+        if pid:                                  # the init script's stop gave up on it
             os.kill(pid, signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
+
+
+def configdb_args(mariadb):
+    return ("--configdb-user=openexchange", "--configdb-pass=%s" % DB_PASS, "--configdb-host=127.0.0.1",
+            "--configdb-port=%d" % mariadb["port"])
+
+
+@pytest.fixture
+def configdb(ox, mariadb):
+    """A fresh, empty configdb and its openexchange user (-i drops one an earlier test left)."""
+    r = tool(ox, "initconfigdb", *configdb_args(mariadb), "-a", "--mysql-root-user=root",
+             "--mysql-root-passwd=", "-i")
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture
+def installed(ox, mariadb, configdb):
+    """ox after initconfigdb and oxinstaller (route OX1, server oxserver), on this test's ports."""
+    r = tool(ox, "oxinstaller", *oxinstaller_args(mariadb, "OX1"))
+    assert r.returncode == 0, r.stderr
+    configure_ports(ox)
+    return ox
+
+
+@pytest.fixture
+def running(installed):
+    """installed, with its middleware started (ox stops it afterwards)."""
+    r = subprocess.run([installed["init"], "start"], env=installed["env"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr + r.stdout
+    return installed
 
 
 def tool(ox, name, *args, env=None):
@@ -210,8 +262,8 @@ def test_clts_refused_without_admin_daemon(ox):
 
 
 def test_initconfigdb(ox, mariadb):
-    common = ("--configdb-user=openexchange", "--configdb-pass=%s" % DB_PASS, "--configdb-host=127.0.0.1",
-              "--configdb-port=%d" % mariadb["port"])
+    common = configdb_args(mariadb)
+    root_sql(mariadb, "DROP DATABASE IF EXISTS configdb")    # another test's, in the shared mariadbd
     r = tool(ox, "initconfigdb", *common, "-a", "--mysql-root-user=root", "--mysql-root-passwd=")
     assert r.returncode == 0, r.stderr
     r = tool(ox, "initconfigdb", *common)
@@ -238,10 +290,10 @@ def test_oxinstaller_writes_properties_idempotently(ox, mariadb):
     mpasswd = (etc / "mpasswd").read_text()
     assert "oxadminmaster:" in mpasswd and MASTER_PASS not in mpasswd
     assert oct((etc / "mpasswd").stat().st_mode & 0o777) == "0o600"
-    configure_ports(ox)
 
 
-def test_middleware_refuses_wrong_credentials(ox, mariadb):
+def test_middleware_refuses_wrong_credentials(installed):
+    ox = installed
     etc = ox["root"] / "etc"
     saved = (etc / "configdb.properties").read_text()
     try:
@@ -257,7 +309,8 @@ def test_middleware_refuses_wrong_credentials(ox, mariadb):
         (etc / "configdb.properties").write_text(saved)
 
 
-def test_middleware_start_and_registration_chain(ox, mariadb):
+def test_middleware_start_and_registration_chain(installed, mariadb):
+    ox = installed
     r = subprocess.run([ox["init"], "start"], env=ox["env"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr + r.stdout
     assert subprocess.run([ox["init"], "status"], env=ox["env"], capture_output=True).returncode == 0
@@ -337,7 +390,8 @@ def test_middleware_start_and_registration_chain(ox, mariadb):
     assert r.returncode != 0
 
 
-def test_middleware_http_and_jsessionid(ox):
+def test_middleware_http_and_jsessionid(running):
+    ox = running
     conn = http.client.HTTPConnection("127.0.0.1", ox["http_port"], timeout=10)
     conn.request("GET", "/appsuite/api/login?action=login")
     resp = conn.getresponse()
@@ -363,7 +417,8 @@ def test_middleware_http_and_jsessionid(ox):
     conn.close()
 
 
-def test_middleware_stop(ox):
+def test_middleware_stop(running):
+    ox = running
     r = subprocess.run([ox["init"], "stop"], env=ox["env"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert subprocess.run([ox["init"], "status"], env=ox["env"], capture_output=True).returncode == 3
