@@ -90,7 +90,8 @@ def _config(a) -> dict[str, str]:
     from lab import hosts
 
     config = runner.load_stack_config(ROOT, a.stack, tuple(getattr(a, "set", None) or ()))
-    config[KEY] = hosts.client_key_path().read_text()
+    key_file = getattr(a, "ssh_key", None)
+    config[KEY] = Path(key_file).read_text() if key_file else hosts.client_key_path().read_text()
     if getattr(a, "converge", False):
         # A new token each time: exactly the probe-and-repair steps see a changed script.
         config["ox-estate:converge"] = f"lab-{time.time_ns()}"
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a stack config value for this run, e.g. "
                          "--set 'frontend.adminNetworks=[10.213.0.0/29]' (VALUE is YAML)")
+    ap.add_argument("--ssh-key", metavar="FILE", help="deploy with this private key instead of the lab's "
+                                                       "(a key rotation: its public key must be authorized)")
     ap.add_argument("--converge", action="store_true", help="up: re-run every probe-and-repair step once")
     ap.add_argument("--diff", action="store_true", help="preview: each changed script as a diff")
     ap.add_argument("-v", "--verbose", action="store_true", help="show command output (never secrets)")

@@ -41,8 +41,8 @@ from typing import Any, Callable, Optional
 
 from . import lifecycle as lc
 from . import runner_state as rs
-from .monitor import (COMMAND_TYPE, DEFAULT_COMMAND_TIMEOUT, Lab, execute_program, name_of,  # noqa: F401
-                      random_value)
+from .monitor import COMMAND_TYPE, DEFAULT_COMMAND_TIMEOUT, Lab, name_of, random_value  # noqa: F401
+from .program import execute_program
 from .progress import CommandFailed, Progress
 from .stackconfig import LabRunError, config_value, load_stack_config, read_project_name, stack_config_path  # noqa: F401
 
