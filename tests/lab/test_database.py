@@ -49,6 +49,17 @@ def _master_answers(db) -> list[str]:
             if db.ssh.run(n, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9200/master")[1] == "200"]
 
 
+def _down(db) -> list[str]:
+    return [n for n in GALERA if db.ssh.run(n, "mariadb-admin ping")[0] != 0]
+
+
+def _all_synced(db) -> None:
+    """Every Galera node up and Synced: after a kill -9 (no supervisor in the lab), a converge."""
+    if _down(db):
+        db.up("--converge")
+    assert _down(db) == []
+
+
 def test_up_from_scratch_verifies(db):
     out = db.first_up.stdout
     assert "verify: " in out and "FAIL" not in out, out[-4000:]
@@ -67,6 +78,7 @@ def test_timings_are_recorded(db):
 
 
 def test_tuning_dropped_for_10_11_is_absent_and_durability_is_ox(db):
+    _all_synced(db)
     assert db.ssh.sql("gdb1", "SELECT @@innodb_flush_log_at_trx_commit, @@sql_mode, @@wsrep_sync_wait") == \
         "0\tNO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION\t1"
     _, text, _ = db.ssh.run("gdb1", "cat /etc/mysql/ox.conf.d/tunings.cnf")
@@ -75,21 +87,11 @@ def test_tuning_dropped_for_10_11_is_absent_and_durability_is_ox(db):
 
 
 def test_sst_user_has_least_privileges(db):
+    _all_synced(db)
     grants = db.ssh.sql("gdb3", "SHOW GRANTS FOR 'sstuser'@'localhost'")
     assert grants.startswith("GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR ON *.*")
     _, mode, _ = db.ssh.run("gdb2", "stat -c '%a %U:%G' /etc/mysql/ox.conf.d/sst-auth.cnf /root/.my.cnf")
     assert mode.splitlines() == ["640 root:mysql", "600 root:root"]
-
-
-def _down(db) -> list[str]:
-    return [n for n in GALERA if db.ssh.run(n, "mariadb-admin ping")[0] != 0]
-
-
-def _all_synced(db) -> None:
-    """Every Galera node up and Synced: after a kill -9 (no supervisor in the lab), a converge."""
-    if _down(db):
-        db.up("--converge")
-    assert _down(db) == []
 
 
 def test_writer_moves_within_10s_after_kill_9_and_haproxies_agree(db):

@@ -6,6 +6,7 @@ started by hand.
 """
 
 import re
+import time
 
 import pytest
 import yaml
@@ -119,3 +120,151 @@ def test_plain_up_repairs_nothing_and_converge_repairs_a_dead_galera_node_and_ox
     # Apache skips a member for retry=60 s after it failed, so only the routing checks may fail now.
     failed = [ln for ln in converged.stdout.splitlines() if ln.strip().startswith("FAIL")]
     assert all("apache:" in ln for ln in failed), failed
+    # Leave the estate as the other tests expect it: OX2's sessions routed to OX2 again.
+    shell = estate.shell()
+    try:
+        deadline = time.monotonic() + 90
+        while routes_through(shell, "fdb1", f"{base}/appsuite/api/apps", 4, "42.OX2") != Counter({"OX2": 4}):
+            assert time.monotonic() < deadline, "Apache did not route to OX2 again within 90 s"
+            time.sleep(2)
+    finally:
+        shell.close()
+
+
+def _changed(record: dict) -> dict[str, str]:
+    """step name -> operation, for every resource that is not unchanged."""
+    return {r["name"]: r["op"] for r in record["plan"] if r["op"] != "same"}
+
+
+def _soap_from(estate, host: str) -> str:
+    web = estate.state["outputs"]["frontendUrls"][0].removesuffix("/appsuite/")
+    return estate.run_on(host, f"curl -s -o /dev/null -w '%{{http_code}}' {web}/webservices/x")
+
+
+def test_a_removed_admin_network_is_refused_after_up_as_previewed(estate):
+    """fdb1 (10.218.0.11) is in the admin network 10.218.0.0/28; narrowed to /29 it is not. The
+    change reaches Apache (its start step reloads it), and `up` does what `preview` planned."""
+    narrow = ("--set", "frontend.adminNetworks=[10.218.0.0/29]")
+    estate.up()
+    assert _soap_from(estate, "fdb1") == "200"
+    planned = estate.preview(*narrow)
+    assert planned["sshConnections"] == 0
+    assert set(_changed(planned)) >= {"ox-web-fweb1-configure", "ox-web-fweb1-start"}
+    assert all(n.startswith("ox-web-") and op == "update" for n, op in _changed(planned).items()), planned
+    try:
+        estate.up(*narrow)
+        assert _changed(estate.record()) == _changed(planned)
+        assert _soap_from(estate, "fdb1") == "403"
+    finally:
+        estate.up()
+    assert _soap_from(estate, "fdb1") == "200"
+
+
+def test_filestore_size_and_max_contexts_reach_the_configdb(estate):
+    def filestore() -> list[str]:
+        return estate.run_on("fdb1", "mariadb -N -e 'SELECT size DIV 1048576, max_context FROM configdb.filestore'"
+                             ).split()
+
+    estate.up()
+    before = filestore()
+    try:
+        estate.up("--set", "filestore.sizeMb=2345", "--set", "filestore.maxContexts=678")
+        assert _changed(estate.record()) == {"ox-registration-filestore": "update"}
+        assert filestore() == ["2345", "678"]
+    finally:
+        estate.up()
+    assert filestore() == before
+    assert estate.state["outputs"]["filestoreId"] == 2  # the same filestore, changed in place
+
+
+def test_renaming_the_server_unregisters_nothing(estate):
+    """A rename is an update: the new name is registered (or adopted); the old server, which the
+    context lives on, stays registered. Nothing is replaced, so no undo runs."""
+    def servers() -> list[str]:
+        return estate.run_on("fdb1", "mariadb -N -e 'SELECT name FROM configdb.server ORDER BY id'").split()
+
+    estate.up()
+    assert servers() == ["oxserver"]
+    try:
+        renamed = estate.lab("up", "--set", "middleware.serverName=oxrenamed")
+        ops = _changed(estate.record())
+        assert "ox-registration-server" in ops, renamed.stdout[-2000:]
+        assert set(ops.values()) == {"update"}, ops  # no replace, no delete: no unregister ran
+        assert servers() == ["oxserver", "oxrenamed"]
+        assert _configdb_counts(estate)[3] == "1"  # the context is still there
+    finally:
+        estate.lab("up")  # back to oxserver, adopted; oxrenamed stays until an operator removes it
+        assert servers() == ["oxserver", "oxrenamed"]
+        # The test's own clean-up, as an operator would after a rename (it holds no context).
+        estate.run_on("fdb1", "mariadb -e \"DELETE FROM configdb.server WHERE name = 'oxrenamed'\"")
+    estate.up()
+
+
+MW = ("fmw1", "fmw2", "fmw3")
+NEW_NODE = ("--set", "hosts[10]={name: fmw4, address: 10.218.0.24}",
+            "--set", "middleware.nodes[3]={host: fmw4, jkroute: OX4}")
+
+
+def _only(prefixes: tuple[str, ...]):
+    return lambda changed: all(n.startswith(prefixes) for n in changed)
+
+
+# knob -> (--set arguments, what must change, a rule every changed step keeps)
+MATRIX = {
+    "galera sstMethod": (("--set", "database.galera.sstMethod=rsync"),
+                         {f"ox-galera-fdb{i}-configure" for i in (1, 2, 3)}, _only(("ox-galera-",))),
+    "tuning maxConnections": (("--set", "database.tuning.maxConnections=333"),
+                              {f"ox-galera-fdb{i}-configure" for i in (1, 2, 3)} | {"ox-gtid-fdb4-configure",
+                                                                                    "ox-gtid-fdb5-configure"},
+                              _only(("ox-galera-", "ox-gtid-"))),
+    "admin network": (("--set", "frontend.adminNetworks=[10.218.0.0/29]"),
+                      {"ox-web-fweb1-configure", "ox-web-fweb1-start"}, _only(("ox-web-",))),
+    "frontend maxConnections": (("--set", "frontend.maxConnections=512"),
+                                {"ox-web-fweb1-configure", "ox-web-fweb1-start"}, _only(("ox-web-",))),
+    "filestore sizeMb": (("--set", "filestore.sizeMb=3000"), {"ox-registration-filestore"},
+                         _only(("ox-registration-filestore",))),
+    "context quotaMb": (("--set", "middleware.firstContext.quotaMb=2048"), {"ox-registration-context"},
+                        _only(("ox-registration-context",))),
+    "servermemoryMb": (("--set", "middleware.servermemoryMb=2048"), {f"ox-mw-{h}-configure" for h in MW},
+                       _only(tuple(f"ox-mw-{h}-configure" for h in MW))),
+    "new middleware node": (NEW_NODE, {f"ox-mw-{h}-configure" for h in MW} | {"ox-web-fweb1-configure",
+                                                                              "fmw4-facts", "ox-mw-fmw4-configure"},
+                            lambda changed: True),
+}
+
+
+@pytest.mark.parametrize("knob", sorted(MATRIX))
+def test_single_knob_matrix_plans_exactly_its_steps_and_replaces_nothing(estate, knob):
+    """One knob changed against the running estate, planned by `preview` (no SSH): exactly the
+    steps that knob touches change, every one as an update or, for new things, a create; no step
+    is replaced or deleted, so no undo could run."""
+    args, must, rule = MATRIX[knob]
+    estate.up()
+    plan = estate.preview(*args)
+    changed = _changed(plan)
+    print(f"\n{knob}: {len(changed)} steps: {sorted(changed)}")
+    assert plan["sshConnections"] == 0
+    assert must <= set(changed), sorted(changed)
+    assert rule(changed), sorted(changed)
+    assert set(changed.values()) <= {"update", "create"}, changed
+    created = {n for n, op in changed.items() if op == "create"}
+    assert all("fmw4" in n for n in created), created  # only a new node's own steps are new
+
+
+def test_converge_and_a_rotated_ssh_key_update_and_never_replace(estate, tmp_path):
+    """Converge updates exactly the probe-and-repair steps; a rotated SSH key updates the steps
+    on every host (the connection is an input, not a trigger) and replaces none."""
+    import subprocess
+
+    estate.up()
+    converge = _changed(estate.preview("--converge"))
+    assert set(converge.values()) == {"update"}
+    assert {n.rsplit("-", 1)[-1] for n in converge} >= {"bootstrap", "join", "verify", "haproxy", "clustercheck",
+                                                         "configure", "mount", "export", "start", "check", "server"}
+    assert not [n for n in converge if n.endswith(("-install", "-facts", "-hosts-file", "-initconfigdb"))]
+    key = tmp_path / "rotated"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
+    rotated = estate.preview("--ssh-key", str(key))
+    assert rotated["operations"]["replace"] == rotated["operations"]["delete"] == 0
+    commands = [r for r in rotated["plan"] if r["type"] == "command:remote:Command"]
+    assert commands and all(r["op"] == "update" for r in commands)

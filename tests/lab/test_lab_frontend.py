@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -147,6 +148,17 @@ class FrontendLab(LabEstate):
         done""")
         return out.splitlines()
 
+    def wait_routed(self, route: str, host: str = WEB, timeout: float = 90) -> None:
+        """Apache skips a member for retry=60 s after it failed: wait until `route` serves again,
+        so that the next test finds every backend in rotation."""
+        deadline = time.monotonic() + timeout
+        while self.requests(OTHER_HOST, "/appsuite/api/x", 4, cookie=f"1.{route}", host=host) != [f"200 {route}"] * 4:
+            assert time.monotonic() < deadline, f"{host} did not route to {route} again within {timeout:.0f} s"
+            time.sleep(2)
+
+    def record(self) -> dict:
+        return json.loads((self.dir / "run" / "record.json").read_text())
+
     def backend_lines(self) -> int:
         return sum(int(self.run_on(h, f"cat {BACKEND_LOG} 2>/dev/null | wc -l")) for h in ROUTES)
 
@@ -219,24 +231,29 @@ def test_admin_networks_reach_soap_and_balancer_manager(lab):
 
 
 def test_second_up_changes_nothing(lab):
-    """Same config: no file written, no reload, no restart (same parent pid and config generation)."""
+    """Same config: no step runs, so no file is written and Apache keeps its pid and generation."""
+    lab.up()
     mtime = lab.run_on("wweb1", "stat -c %Y /etc/apache2/sites-available/000-appsuite.conf")
-    again = lab.up()
-    assert again["frontendStatus"][0]["generation"] == lab.first["frontendStatus"][0]["generation"]
-    assert again["frontendStatus"][0]["pid"] == lab.first["frontendStatus"][0]["pid"]
+    pid = lab.run_on("wweb1", "cat /run/apache2/apache2.pid")
+    status = lab.up()["frontendStatus"][0]
+    assert lab.record()["executed"] == 0
     assert lab.run_on("wweb1", "stat -c %Y /etc/apache2/sites-available/000-appsuite.conf") == mtime
-    record = json.loads((lab.dir / "run" / "record.json").read_text())
-    assert all(s["exitCode"] == 0 for s in record["steps"])
+    assert lab.run_on("wweb1", "cat /run/apache2/apache2.pid") == pid == str(int(status["pid"]))
 
 
 def test_a_changed_admin_network_is_reloaded_not_restarted(lab):
-    """Widening adminNetworks to the DB host: a graceful reload (same pid, next generation) opens SOAP."""
-    before = lab.first["frontendStatus"][0]
-    wider = lab.up(frontend={"mode": "dedicated", "nodes": ["wweb1"], "maxConnections": 256,
-                             "adminNetworks": ["10.217.0.16/28", "10.217.0.8/29"]})["frontendStatus"][0]
-    assert wider["pid"] == before["pid"] and wider["generation"] == before["generation"] + 1
-    assert lab.requests(OTHER_HOST, "/servlet/axis2;x/services/OXContextService")[0].startswith("200 OX")
-    back = lab.up()["frontendStatus"][0]
+    """Widening adminNetworks to the DB host: a graceful reload (same pid, next generation) opens SOAP;
+    the change back closes it again."""
+    before = lab.up()["frontendStatus"][0]
+    try:
+        wider = lab.up(frontend={"mode": "dedicated", "nodes": ["wweb1"], "maxConnections": 256,
+                                 "adminNetworks": ["10.217.0.16/28", "10.217.0.8/29"]})["frontendStatus"][0]
+        ran = {s["name"] for s in lab.record()["steps"] if s.get("start") is not None}
+        assert {"web-wweb1-configure", "web-wweb1-start"} <= ran and "web-wweb1-install" not in ran
+        assert wider["pid"] == before["pid"] and wider["generation"] == before["generation"] + 1
+        assert lab.requests(OTHER_HOST, "/servlet/axis2;x/services/OXContextService")[0].startswith("200 OX")
+    finally:
+        back = lab.up()["frontendStatus"][0]
     assert back["pid"] == before["pid"] and back["generation"] == before["generation"] + 2
     assert lab.requests(OTHER_HOST, "/servlet/axis2;x/services/OXContextService") == ["403 -"]
 
@@ -244,11 +261,13 @@ def test_a_changed_admin_network_is_reloaded_not_restarted(lab):
 def test_a_changed_mpm_size_restarts(lab):
     """ServerLimit cannot change on a graceful reload: a new maxConnections restarts Apache."""
     before = lab.up()["frontendStatus"][0]
-    bigger = lab.up(frontend={"mode": "dedicated", "nodes": ["wweb1"], "maxConnections": 320,
-                              "adminNetworks": ["10.217.0.16/28"]})["frontendStatus"][0]
-    assert bigger["pid"] != before["pid"]
-    assert "MaxRequestWorkers       320" in lab.run_on("wweb1", "cat /etc/apache2/conf-available/ox-mpm-event.conf")
-    lab.up()
+    try:
+        bigger = lab.up(frontend={"mode": "dedicated", "nodes": ["wweb1"], "maxConnections": 320,
+                                  "adminNetworks": ["10.217.0.16/28"]})["frontendStatus"][0]
+        assert bigger["pid"] != before["pid"]
+        assert "MaxRequestWorkers       320" in lab.run_on("wweb1", "cat /etc/apache2/conf-available/ox-mpm-event.conf")
+    finally:
+        lab.up()
 
 
 def test_sessions_of_a_stopped_backend_fail_over(lab):
@@ -261,11 +280,19 @@ def test_sessions_of_a_stopped_backend_fail_over(lab):
         assert json.loads(post)["node"] in ("OX1", "OX3")
     finally:
         lab.start_backend("wmw2")
+        lab.wait_routed("OX2")
 
 
 def test_colocated_hosts_keep_new_sessions_local_and_honour_routes(lab):
     """Colocated: each middleware host's Apache sends new sessions to its own node; +H members
     still take the sessions routed to them, and take over when the local node is gone."""
+    try:
+        _colocated(lab)
+    finally:
+        lab.up()  # back to the dedicated frontend the other tests use
+
+
+def _colocated(lab):
     out = lab.up(frontend={"mode": "colocated", "adminNetworks": ["10.217.0.16/28"], "maxConnections": 256})
     assert out["frontendUrls"] == [f"http://10.217.0.2{i}/appsuite/" for i in (1, 2, 3)]
     local = "10.217.0.22"
