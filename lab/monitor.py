@@ -284,9 +284,13 @@ class Lab:
         return _rid(name, urn), outputs
 
     def _run(self, urn, name, op, plain, script, env, secret_stdin) -> tuple[str, str]:
+        """Run one command (a create, an update or a delete) and record it; a failure raises,
+        and (but for deletes, which the runner collects) stops the run from starting more."""
         spec = ConnSpec.from_input(plain.get("connection") or {})
         label = self.label(spec.host)
         logging_mode = plain.get("logging") or "stdoutAndStderr"
+        what = f"delete of {name!r}" if op == lc.DELETE else f"command {name!r}"
+        verb = "delete " if op == lc.DELETE else ""
         start = self.progress.now()
         self.progress.line(f"{op:<7}{name}  ({label})")
         try:
@@ -296,11 +300,11 @@ class Lab:
             end = self.progress.now()
             self.record(name=name, urn=urn, type=COMMAND_TYPE, host=spec.host, start=start, end=end,
                         exitCode=None, op=op, error=self.progress.scrub(str(exn)))
-            self.progress.line(f"FAILED {name}  ({label}) {end - start:.2f}s: {exn}")
-            failure = CommandFailed(
-                self.progress.scrub(f"command {name!r} on host {spec.host} ({label}) failed: {exn}"),
-                name=name, host=spec.host, exit_code=None)
-            self.fail(failure)
+            self.progress.line(f"FAILED {verb}{name}  ({label}) {end - start:.2f}s: {exn}")
+            failure = CommandFailed(self.progress.scrub(f"{what} on host {spec.host} ({label}) failed: {exn}"),
+                                    name=name, host=spec.host, exit_code=None)
+            if op != lc.DELETE:
+                self.fail(failure)
             raise failure from None
         end = self.progress.now()
         out, err = trim_one_newline(out), trim_one_newline(err)
@@ -308,12 +312,12 @@ class Lab:
                     exitCode=code, op=op)
         self._show(name, logging_mode, secret_stdin, out, err)
         if code != 0:
-            self.progress.line(f"FAILED {name}  ({label}) exit {code} after {end - start:.2f}s")
-            failure = command_failed(self.progress, f"command {name!r}", name, spec.host, label, code, err,
-                                     logging_mode)
-            self.fail(failure)
+            self.progress.line(f"FAILED {verb}{name}  ({label}) exit {code} after {end - start:.2f}s")
+            failure = command_failed(self.progress, what, name, spec.host, label, code, err, logging_mode)
+            if op != lc.DELETE:
+                self.fail(failure)
             raise failure
-        self.progress.line(f"done   {name}  ({label}) {end - start:.2f}s")
+        self.progress.line(f"done   {verb}{name}  ({label}) {end - start:.2f}s")
         return out, err
 
     def _show(self, name, logging_mode, secret_stdin, out, err) -> None:
@@ -333,31 +337,10 @@ class Lab:
         delete = plain.get("delete")
         if not delete:
             return
-        spec = ConnSpec.from_input(plain.get("connection") or {})
-        label = self.label(spec.host)
         env = {str(k): str(v) for k, v in (plain.get("environment") or {}).items()}
         if plain.get("addPreviousOutputInEnv", True) is not False:
             env.update(_previous_output_env(entry))
-        logging_mode = plain.get("logging") or "stdoutAndStderr"
-        start = self.progress.now()
-        self.progress.line(f"delete {name}  ({label})")
-        try:
-            code, out, err = self.pool.exec(spec, delete, stdin=plain.get("stdin"), environment=env,
-                                            timeout=self.command_timeout)
-        except Exception as exn:  # noqa: BLE001
-            self.record(name=name, urn=urn, type=COMMAND_TYPE, host=spec.host, start=start,
-                        end=self.progress.now(), exitCode=None, op=lc.DELETE, error=self.progress.scrub(str(exn)))
-            raise CommandFailed(self.progress.scrub(f"delete of {name!r} on host {spec.host} ({label}) failed: {exn}"),
-                                name=name, host=spec.host, exit_code=None) from None
-        end = self.progress.now()
-        self.record(name=name, urn=urn, type=COMMAND_TYPE, host=spec.host, start=start, end=end, exitCode=code,
-                    op=lc.DELETE)
-        out, err = trim_one_newline(out), trim_one_newline(err)
-        self._show(name, logging_mode, bool(entry.get("secretStdin")), out, err)
-        if code != 0:
-            self.progress.line(f"FAILED delete {name}  ({label}) exit {code} after {end - start:.2f}s")
-            raise command_failed(self.progress, f"delete of {name!r}", name, spec.host, label, code, err, logging_mode)
-        self.progress.line(f"done   delete {name}  ({label}) {end - start:.2f}s")
+        self._run(urn, name, lc.DELETE, plain, delete, env, bool(entry.get("secretStdin")))
 
 
 def _previous_output_env(entry: Optional[dict]) -> dict[str, str]:
