@@ -7,8 +7,11 @@ Creates, per web host (`<name>-<host>-<phase>`):
   balancer-manager for the admin networks only) and the mpm_event sizing, built and checked with
   `apache2ctl -t` in a copy of /etc/apache2 before the real one is touched;
 - `start`: starts Apache, or restarts/reloads it when `configure` changed something, and waits
-  until the new configuration answers;
-- `check`: one JSON line (url, mpm, generation, what a request through the balancer got).
+  until the new configuration answers. It carries a digest of everything `configure` writes, so
+  under the engine (a step runs again only when its own script changes) it runs exactly when the
+  configuration changed, and acts on the marker `configure` left;
+- `check`: one JSON line (url, mpm, generation, what a request through the balancer got); it
+  carries the same digest, so it runs again after every configuration change.
 
 Dedicated frontends list every backend as a normal member. Colocated ones run on the backend
 middleware hosts themselves: the host's own member is normal and the others are hot standbys
@@ -26,7 +29,7 @@ from .config import EstateConfig
 from .hosts import Host
 from .parse import parse_json_line
 from .remote import run_script
-from .render import render
+from .render import render, sha256
 
 # What the config uses. a2enmod would pull the "# Depends:" ones in itself; the configure step
 # links modules directly (see its script), so they are listed. Without lbmethod_byrequests
@@ -69,6 +72,11 @@ def site_config(host: str, members: list[dict], admin_networks: list[str]) -> st
     return render("web/appsuite-site.conf.j2", host=host, members=members, admin_networks=admin_networks)
 
 
+def config_digest(site: str, mpm: str) -> str:
+    """What the configure step makes of /etc/apache2: the vhost, the mpm sizing, the module lists."""
+    return sha256("\n".join([SITE, site, MPM_CONF, mpm, " ".join(MODULES), " ".join(OTHER_MPMS)]))
+
+
 class ApacheFrontend(pulumi.ComponentResource):
     urls: pulumi.Output[list]
     status: pulumi.Output[list]
@@ -107,8 +115,11 @@ class ApacheFrontend(pulumi.ComponentResource):
                                        "modules": list(MODULES), "other_mpms": list(OTHER_MPMS)},
                                depends_on=[install])
         # Apache serves only once its backends are up: no window of 503s from a fresh frontend.
+        # The digest makes a configuration change reach this step, which applies it, and the check
+        # after it, which reports (and checks) what Apache runs now, not what it ran before.
+        digest = site.apply(lambda text: config_digest(text, mpm))
         start = run_script(f"{step}-start", h, "web/apache-start.sh.j2", parent=self,
-                           depends_on=[configure, *depends_on])
+                           values={"config_digest": digest}, depends_on=[configure, *depends_on])
         url = pulumi.Output.concat("http://", h.address, "/appsuite/")
         return run_script(f"{step}-check", h, "web/apache-check.sh.j2", parent=self,
-                          values={"url": url}, depends_on=[start])
+                          values={"url": url, "config_digest": digest}, depends_on=[start])

@@ -7,6 +7,10 @@ Creates, as steps named `<cluster>-<node>-<phase>`:
 - bootstrap (first node): a new cluster only if no member is running and it is safe, then the
   root password and the least-privileged mariabackup SST user;
 - join (each other node, one after the other): start, wait for Synced;
+- a settings change: configure applies what it can at runtime and leaves the rest pending;
+  bootstrap and join (which carry a digest of their node's files, so they run again exactly
+  then) restart their node as a member and wait until it is Synced with every member again, in
+  the same chain: a rolling restart;
 - verify (every node, after the last join): size, Primary, Synced, ready; fails otherwise;
 - ox-grants (first node): the 'openexchange' user for every middleware host.
 """
@@ -19,7 +23,7 @@ from . import mycnf
 from .config import EstateConfig
 from .grants import grant_openexchange
 from .hosts import Host
-from .mariadb import DATADIR, install_and_configure
+from .mariadb import DATADIR, config_digest, install_and_configure
 from .parse import parse_json_line
 from .remote import phase_steps
 from .secrets import StackSecrets
@@ -50,17 +54,23 @@ class GaleraCluster(pulumi.ComponentResource):
 
         step = phase_steps(name, self, "db/")
 
-        configured = {h.name: install_and_configure(step, h, cfg, _files(cfg, h, facts, self.node_addresses),
-                                                    db_secrets, galera=True, sst_user=SST_USER) for h in hosts}
+        files = {h.name: _files(cfg, h, facts, self.node_addresses) for h in hosts}
+        configured = {h.name: install_and_configure(step, h, cfg, files[h.name], db_secrets, galera=True,
+                                                    sst_user=SST_USER) for h in hosts}
         common = {"datadir": DATADIR}
 
         first, *others = hosts
         previous = step(first, "bootstrap", "galera-bootstrap.sh.j2", secrets=db_secrets,
                         values={**common, "cluster_name": galera.cluster_name, "sst_user": SST_USER,
-                                "peers": [h.address for h in others]},
+                                "peers": [h.address for h in others],
+                                "config_digest": config_digest(files[first.name])},
                         depends_on=[configured[first.name]])
-        for h in others:  # serial joins: each waits for the previous node to be Synced
-            previous = step(h, "join", "galera-join.sh.j2", values={**common, "cluster_name": galera.cluster_name},
+        # Serial joins: each waits for the previous node to be Synced. A settings change restarts
+        # the nodes along the same chain: a rolling restart, one node at a time.
+        for h in others:
+            previous = step(h, "join", "galera-join.sh.j2",
+                            values={**common, "cluster_name": galera.cluster_name,
+                                    "config_digest": config_digest(files[h.name])},
                             depends_on=[configured[h.name], previous])
 
         verified = {h.name: step(h, "verify", "galera-verify.sh.j2", depends_on=[previous],

@@ -4,7 +4,8 @@ Creates, as steps named `<pair>-<host>-<phase>`:
 - install, configure (both, in parallel): packages; tunings.cnf + gtid.cnf (server-id, binlog,
   log_slave_updates, gtid_domain_id; the slave read-only; master-master interleaves
   auto-increment); root's client file;
-- start (both): the server runs with that config;
+- start (both): the server runs with that config (restarted when configure left settings that
+  only a restart applies; it carries a digest of the files, so it runs again exactly then);
 - accounts (master): root password, replication user and seed user, only from the peer;
 - replica (slave): seed from the master under read_only (always made writable again), then
   CHANGE MASTER ... MASTER_USE_GTID=slave_pos, and wait for both threads and zero lag;
@@ -22,7 +23,7 @@ from . import mycnf
 from .config import EstateConfig, GtidMember
 from .grants import grant_openexchange
 from .hosts import Host
-from .mariadb import install_and_configure, tunings_only
+from .mariadb import config_digest, install_and_configure, tunings_only
 from .parse import parse_json_line
 from .remote import phase_steps
 from .secrets import StackSecrets
@@ -54,10 +55,11 @@ class GtidPair(pulumi.ComponentResource):
         started = {}
         members = [(master, spec.master, 1, False), (slave, spec.slave, 2, not both_write)]
         for host, member, side, read_only in members:
-            configured = install_and_configure(step, host, cfg, _files(cfg, host, facts, member, side, read_only),
-                                               root)
+            files = _files(cfg, host, facts, member, side, read_only)
+            configured = install_and_configure(step, host, cfg, files, root)
+            # The digest makes a settings change reach the start step, which restarts for it.
             started[host.name] = step(host, "start", "mariadb-start.sh.j2", depends_on=[configured],
-                                      values={"server_id": member.server_id})
+                                      values={"server_id": member.server_id, "config_digest": config_digest(files)})
 
         def link(source: Host, replica: Host, seed: bool, after: list) -> pulumi.Resource:
             accounts = step(source, "accounts", "gtid-master-accounts.sh.j2", secrets=repl, depends_on=after,

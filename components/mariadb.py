@@ -1,5 +1,10 @@
 """What every MariaDB server of the estate gets before its topology's own steps: the packages and
-its ox.conf.d. Shared by GaleraCluster, GtidPair and StandaloneDb."""
+its ox.conf.d. Shared by GaleraCluster, GtidPair and StandaloneDb.
+
+A changed setting on a running server: the configure step applies it at runtime where that is
+safe, and leaves the rest in a restart marker; the topology's step that starts the server (start,
+or Galera's bootstrap and join) carries `config_digest` of the files, so under the engine it runs
+again exactly when they change, and restarts the server for what the marker lists."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import pulumi
 from . import mycnf
 from .config import EstateConfig
 from .hosts import Host
+from .render import sha256
 
 DATADIR = "/var/lib/mysql"
 Step = Callable[..., pulumi.Resource]
@@ -30,7 +36,14 @@ def install_and_configure(step: Step, host: Host, cfg: EstateConfig, files: pulu
     installed = step(host, "install", "mariadb-install.sh.j2",
                      values={"conf_dir": mycnf.OX_CONF_DIR, "packages": packages(cfg, galera)})
     return step(host, "configure", "mariadb-configure.sh.j2", secrets=secrets, depends_on=[installed],
-                values={"conf_dir": mycnf.OX_CONF_DIR, "datadir": DATADIR, "sst_user": sst_user, "files": files})
+                values={"conf_dir": mycnf.OX_CONF_DIR, "datadir": DATADIR, "sst_user": sst_user, "files": files,
+                        "runtime_settings": pulumi.Output.from_input(files).apply(mycnf.runtime_settings)})
+
+
+def config_digest(files: pulumi.Input[dict]) -> pulumi.Output[str]:
+    """sha256 of one server's ox.conf.d files (name and text of each)."""
+    return pulumi.Output.from_input(files).apply(
+        lambda f: sha256("".join(f"{name}\n{text}" for name, text in sorted(f.items()))))
 
 
 def tunings_only(cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], extra: dict[str, str]) -> pulumi.Output[dict]:

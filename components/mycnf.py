@@ -7,6 +7,7 @@ Pure functions: values in, file text out, so each is checked against the real ma
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .config import EstateConfig
@@ -14,6 +15,26 @@ from .render import render
 from .versions import AppSuiteLine, DbRelease, DB_RELEASES, appsuite_line
 
 OX_CONF_DIR = "/etc/mysql/ox.conf.d"
+
+# Settings a running server takes with SET GLOBAL, no restart needed: MariaDB has them dynamic
+# (`mariadbd --help --verbose` lists every option; the docs and information_schema say which are
+# dynamic), and changing one leaves the server's identity and its cluster membership alone. By
+# how the option-file value becomes an SQL value: number, size (4096M), text, switch (ON/OFF).
+# Left out on purpose, so they wait for a restart: server_id, log_bin, read_only (it comes with a
+# change of topology), and the wsrep cluster/provider/node settings (a node would leave or rejoin
+# its cluster). The configure step also asks the server whether each is dynamic before it sets it.
+RUNTIME_SETTINGS = {
+    "max_connections": "number", "max_user_connections": "number", "thread_cache_size": "number",
+    "table_open_cache": "number", "table_definition_cache": "number", "sync_binlog": "number",
+    "innodb_flush_log_at_trx_commit": "number", "auto_increment_increment": "number",
+    "auto_increment_offset": "number", "gtid_domain_id": "number",
+    "wsrep_slave_threads": "number", "wsrep_sync_wait": "number",
+    "innodb_buffer_pool_size": "size", "innodb_log_file_size": "size", "max_heap_table_size": "size",
+    "tmp_table_size": "size", "max_allowed_packet": "size", "binlog_cache_size": "size",
+    "sql_mode": "text", "wsrep_sst_method": "text",
+    "innodb_strict_mode": "switch", "gtid_strict_mode": "switch",
+}
+_OPTION = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_-]*)\s*=", re.M)
 
 
 @dataclass(frozen=True)
@@ -26,6 +47,13 @@ class DbSizing:
     def max_user_connections(self) -> int:
         # Keep a few connections for root and monitoring when OX has used up its own.
         return self.max_connections - 5
+
+
+def runtime_settings(files: dict[str, str]) -> dict[str, str]:
+    """The RUNTIME_SETTINGS these option files set, with their kinds: what the configure step may
+    SET GLOBAL on a running server."""
+    names = {m.group(1).replace("-", "_") for text in files.values() for m in _OPTION.finditer(text)}
+    return {name: kind for name, kind in sorted(RUNTIME_SETTINGS.items()) if name in names}
 
 
 def release_of(cfg: EstateConfig) -> DbRelease:

@@ -1,6 +1,7 @@
 """StandaloneDb: one MariaDB server, for proof-of-concept stacks (oxpedia "Standalone database").
 
-Creates `<name>-<host>-install`, `-configure` (tunings.cnf, server-id), `-start`, and
+Creates `<name>-<host>-install`, `-configure` (tunings.cnf, server-id), `-start` (restarts for
+settings configure could not apply at runtime; it carries a digest of the files), and
 `-ox-grants` (the 'openexchange' user for every middleware host). OX registers it as a master
 with no slave.
 """
@@ -13,7 +14,7 @@ from . import mycnf
 from .config import EstateConfig
 from .grants import grant_openexchange
 from .hosts import Host
-from .mariadb import install_and_configure, tunings_only
+from .mariadb import config_digest, install_and_configure, tunings_only
 from .remote import phase_steps
 from .secrets import StackSecrets
 
@@ -34,7 +35,9 @@ class StandaloneDb(pulumi.ComponentResource):
 
         files = tunings_only(cfg, host, facts, {"server.cnf": mycnf.server_cnf(server_id)})
         configured = install_and_configure(step, host, cfg, files, {"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password})
-        started = step(host, "start", "mariadb-start.sh.j2", values={"server_id": server_id}, depends_on=[configured])
+        # The digest makes a settings change reach the start step, which restarts for it.
+        started = step(host, "start", "mariadb-start.sh.j2", depends_on=[configured],
+                       values={"server_id": server_id, "config_digest": config_digest(files)})
         root = step(host, "root", "mariadb-root.sh.j2", secrets={"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password},
                     depends_on=[started])
         grants = grant_openexchange(f"{name}-{host.name}", host, ox_clients, secrets.configdb_password,

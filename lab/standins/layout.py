@@ -14,7 +14,8 @@ OX_ROOT = "/opt/open-xchange"
 
 TOOLS = ("initconfigdb", "oxinstaller", "registerserver", "registerfilestore", "registerdatabase",
          "listdatabase", "listfilestore", "listserver", "createcontext", "createuser",
-         "unregisterdatabase", "unregisterfilestore", "unregisterserver", "listcontext")
+         "unregisterdatabase", "unregisterfilestore", "unregisterserver", "listcontext",
+         "changefilestore", "changecontext")
 
 
 def files() -> "dict[str, pathlib.Path]":

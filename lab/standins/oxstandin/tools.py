@@ -1,5 +1,5 @@
 """LAB STAND-IN -- NOT PRODUCT CODE.  The OX admin CLTs (register*, list*,
-unregister*, createcontext, createuser, listcontext).
+unregister*, changefilestore, createcontext, changecontext, createuser, listcontext).
 
 Each tool: parse options like the real one, require the admin daemon (the
 stand-in middleware) to answer on the RMI port, authenticate against
@@ -203,6 +203,45 @@ def unregisterfilestore(args):
             cur.execute("DELETE FROM filestore WHERE id = %s", (fid,))
         print("filestore %d unregistered" % fid)
     return run("filestore", "unregistered", p, args, body)
+
+
+def changefilestore(args):
+    """changefilestore -i <id> [-t <uri>] [-s <MB>] [-x <max contexts>]: what is given is changed."""
+    p = AdminParser("changefilestore")
+    add_credentials(p)
+    p.add(Option("i", "id", "The id of the filestore which should be changed", needed=True, argdesc="id"))
+    p.add(Option("t", "storepath", "Path to store filestore contents in URI format e.g. file:/tmp/filestore",
+                 argdesc="storepath"))
+    p.add(Option("s", "storesize", "The maximum size of the filestore in MB", argdesc="storesize"))
+    p.add(Option("x", "maxcontexts", "the maximum number of contexts", argdesc="maxcontexts"))
+
+    def body(p):
+        fid = _int(p, "id")
+        size = _int(p, "storesize")
+        maxctx = _int(p, "maxcontexts")
+        uri = p.get("storepath")
+        if size is not None and size < 0:
+            raise CltError("Invalid store size: %d" % size, SYSEXIT_INVALID_DATA, kind="server")
+        if maxctx is not None and maxctx < 0:
+            raise CltError("Invalid max contexts: %d" % maxctx, SYSEXIT_INVALID_DATA, kind="server")
+        if uri is not None and not urllib.parse.urlsplit(uri).scheme:
+            raise CltError("Invalid filestore URI: %s" % uri, SYSEXIT_INVALID_DATA, kind="server")
+        _begin(p)
+        with _Db() as cur:
+            cur.execute("SELECT id FROM filestore WHERE id = %s", (fid,))
+            if not cur.fetchone():
+                raise CltError("No such filestore %d" % fid, SYSEXIT_INVALID_DATA, kind="server")
+            if uri is not None:
+                cur.execute("SELECT id FROM filestore WHERE uri = %s AND id <> %s", (uri, fid))
+                if cur.fetchone():
+                    raise CltError("Filestore %s already exists" % uri, SYSEXIT_INVALID_DATA, kind="server")
+                cur.execute("UPDATE filestore SET uri = %s WHERE id = %s", (uri, fid))
+            if size is not None:
+                cur.execute("UPDATE filestore SET size = %s WHERE id = %s", (size * 1024 * 1024, fid))
+            if maxctx is not None:
+                cur.execute("UPDATE filestore SET max_context = %s WHERE id = %s", (maxctx, fid))
+        print("filestore %d changed" % fid)
+    return run("filestore", "changed", p, args, body)
 
 
 def listfilestore(args):
@@ -640,12 +679,71 @@ def listcontext(args):
     return run("contexts", "listed", p, args, body)
 
 
+def changecontext(args):
+    """changecontext -c <id> | -N <name> [-q <MB>] [-L a,b] [-R a,b]: context-wide changes."""
+    p = AdminParser("changecontext")
+    add_credentials(p)
+    p.add(Option("c", "contextid", "The id of the context", argdesc="contextid"))
+    p.add(Option("N", "contextname", "Context name", argdesc="contextname"))
+    p.add(Option("q", "quota", "Quota for the context filestore in MB", argdesc="quota"))
+    p.add(Option("L", "addmapping", "Add login mappings separated by \",\"", argdesc="addmapping"))
+    p.add(Option("R", "removemapping", "Remove login mappings. Separated by \",\"", argdesc="removemapping"))
+    # Module access and capability options the real tool takes; accepted and ignored here.
+    for long in ("access-combination-name", "capabilities-to-add", "capabilities-to-remove",
+                 "capabilities-to-drop", "quota-module", "quota-value"):
+        p.add(Option(None, long, long, argdesc=long))
+
+    def body(p):
+        if p.get("contextid") is None and p.get("contextname") is None:
+            raise CltError("Either contextid or contextname must be given", SYSEXIT_MISSING_OPTION, usage=True)
+        cid = _int(p, "contextid")
+        quota = _int(p, "quota")
+        if quota is not None and quota < -1:
+            raise CltError("Invalid quota: %d (-1 is unlimited)" % quota, SYSEXIT_INVALID_DATA, kind="server")
+        _begin(p)
+        with _Db() as cur:
+            if cid is not None:
+                cur.execute("SELECT cid FROM context WHERE cid = %s", (cid,))
+            else:
+                cur.execute("SELECT cid FROM context WHERE name = %s", (p.get("contextname"),))
+            row = cur.fetchone()
+            if not row:
+                raise CltError("Context %s does not exist" % (cid if cid is not None else p.get("contextname")),
+                               SYSEXIT_NO_SUCH_CONTEXT, kind="server")
+            cid = row[0]
+            if p.get("contextid") is not None and p.get("contextname") is not None:
+                cur.execute("SELECT cid FROM context WHERE name = %s AND cid <> %s", (p.get("contextname"), cid))
+                if cur.fetchone():
+                    raise CltError("Context %s already exists" % p.get("contextname"), SYSEXIT_INVALID_DATA,
+                                   kind="server")
+                cur.execute("UPDATE context SET name = %s WHERE cid = %s", (p.get("contextname"), cid))
+            if quota is not None:
+                cur.execute("UPDATE context SET quota_max = %s WHERE cid = %s",
+                            (quota if quota < 0 else quota * 1024 * 1024, cid))
+            for m in [m for m in (p.get("addmapping") or "").split(",") if m]:
+                cur.execute("SELECT cid FROM login2context WHERE login_info = %s", (m,))
+                row = cur.fetchone()
+                if row and row[0] != cid:
+                    raise CltError("Cannot map '%s' to context %d. It already exists." % (m, cid),
+                                   SYSEXIT_INVALID_DATA, kind="server")
+                if not row:
+                    cur.execute("INSERT INTO login2context (cid, login_info) VALUES (%s, %s)", (cid, m))
+            for m in [m for m in (p.get("removemapping") or "").split(",") if m]:
+                if m == str(cid):
+                    raise CltError("The login mapping %s is the context id and cannot be removed" % m,
+                                   SYSEXIT_INVALID_DATA, kind="server")
+                cur.execute("DELETE FROM login2context WHERE cid = %s AND login_info = %s", (cid, m))
+        print("context %d changed" % cid)
+    return run("context", "changed", p, args, body)
+
+
 TOOLS = {
     "registerserver": registerserver, "unregisterserver": unregisterserver, "listserver": listserver,
     "registerfilestore": registerfilestore, "unregisterfilestore": unregisterfilestore,
-    "listfilestore": listfilestore, "registerdatabase": registerdatabase,
+    "listfilestore": listfilestore, "changefilestore": changefilestore, "registerdatabase": registerdatabase,
     "unregisterdatabase": unregisterdatabase, "listdatabase": listdatabase,
     "createcontext": createcontext, "createuser": createuser, "listcontext": listcontext,
+    "changecontext": changecontext,
 }
 
 
