@@ -425,3 +425,123 @@ def test_middleware_stop(running):
     assert wait_port_closed(ox["http_port"]) and wait_port_closed(ox["rmi_port"])
     r = tool(ox, "listdatabase", *master())
     assert r.returncode == 105 and "Connection refused" in r.stderr
+
+
+def csv_rows(result):
+    assert result.returncode == 0, result.stderr
+    return list(csv.DictReader(io.StringIO(result.stdout)))
+
+
+@pytest.fixture
+def registered(running, mariadb):
+    """A running stand-in middleware with server 1, filestore 2 (1000 MB, 10 contexts),
+    database 3 and context 1 (quota 100 MB), in a fresh configdb."""
+    ox = running
+    steps = [
+        ("registerserver", master("-n", "oxserver"), "server 1 registered\n"),
+        ("registerfilestore", master("-t", "file:%s" % (ox["base"] / "filestore"), "-s", "1000", "-x", "10"),
+         "filestore 2 registered\n"),
+        ("registerdatabase", master("-n", "oxdb", "-H", "127.0.0.1:%d" % mariadb["port"], "-u", "openexchange",
+                                    "-p", DB_PASS, "-m", "true"), "database 3 registered\n"),
+    ]
+    for name, args, out in steps:
+        r = tool(ox, name, *args)
+        assert (r.returncode, r.stdout) == (0, out), r.stderr
+    r = tool(ox, "createcontext", *master("-c", "1", "-N", "ctx1", "-u", "oxadmin", "-d", "Admin", "-g", "A",
+                                          "-s", "U", "-e", "oxadmin@example.com", "-q", "100"),
+             env={"NEW_USER_PASSWORD": ADMIN_PASS})
+    assert (r.returncode, r.stdout) == (0, "context 1 created\n"), r.stderr
+    return ox
+
+
+# --------------------------------------------------------------------------- changefilestore, changecontext
+
+
+def test_the_change_tools_are_installed_stand_ins():
+    files = layout.files()
+    for name in ("changefilestore", "changecontext"):
+        src = files["/opt/open-xchange/sbin/%s" % name]
+        assert "STAND-IN" in src.read_text()[:1500] and layout.mode(src) == 0o755, src
+    readme = (STANDINS / "README.md").read_text()
+    assert "| changefilestore |" in readme and "| changecontext |" in readme
+
+
+def test_change_tools_argument_errors(ox):
+    r = tool(ox, "changefilestore", "-s", "10")
+    assert r.returncode == 104
+    assert 'Error: Option(s) "id" missing' in r.stderr and "filestore could not be changed: " in r.stderr
+    assert "Usage: changefilestore" in r.stderr
+    r = tool(ox, "changefilestore", "-i", "2", "--bogus")
+    assert r.returncode == 111 and "Unknown option '--bogus'" in r.stderr
+    r = tool(ox, "changefilestore", "-i", "two")
+    assert r.returncode == 1 and "Ids must be numbers!" in r.stderr
+    r = tool(ox, "changecontext", "-q", "10")
+    assert r.returncode == 104 and "Either contextid or contextname must be given" in r.stderr
+    assert "context could not be changed: " in r.stderr
+    r = tool(ox, "changecontext", "-c", "1", "-Z")
+    assert r.returncode == 111
+
+
+def test_change_tools_refused_without_admin_daemon(ox):
+    nobody = {"RMI_HOSTNAME": "rmi://127.0.0.1:%d/" % free_port()}  # whatever else runs, nothing listens here
+    for name, args in (("changefilestore", ("-i", "2", "-s", "5")), ("changecontext", ("-c", "1", "-q", "5"))):
+        r = tool(ox, name, *master(*args), env=nobody)
+        assert r.returncode == 105 and "Connection refused" in r.stderr, (name, r.stderr)
+
+
+def test_changefilestore_changes_only_what_is_given(registered):
+    ox = registered
+    r = tool(ox, "changefilestore", *master("-i", "2", "-s", "2000"))
+    assert (r.returncode, r.stdout) == (0, "filestore 2 changed\n"), r.stderr
+    (row,) = csv_rows(tool(ox, "listfilestore", *master("--csv")))
+    assert (row["id"], row["size"], row["maxcontexts"]) == ("2", "2000", "10")
+    # the long options, and ADMIN_PASSWORD for -P as the product passes it
+    r = tool(ox, "changefilestore", "-A", "oxadminmaster", "--id=2", "--maxcontexts", "20",
+             env={"ADMIN_PASSWORD": MASTER_PASS})
+    assert (r.returncode, r.stdout) == (0, "filestore 2 changed\n"), r.stderr
+    (row,) = csv_rows(tool(ox, "listfilestore", *master("--csv")))
+    assert (row["size"], row["maxcontexts"], row["uri"]) == ("2000", "20", "file:%s" % (ox["base"] / "filestore"))
+
+
+def test_changefilestore_refusals(registered):
+    ox = registered
+    r = tool(ox, "changefilestore", *master("-i", "99", "-s", "5"))
+    assert r.returncode == 103 and "No such filestore 99" in r.stderr
+    r = tool(ox, "changefilestore", "-A", "oxadminmaster", "-P", "wrong", "-i", "2", "-s", "5")
+    assert r.returncode == 101 and "Authentication failed" in r.stderr
+    r = tool(ox, "changefilestore", *master("-i", "2", "-x", "-3"))
+    assert r.returncode == 103
+    (row,) = csv_rows(tool(ox, "listfilestore", *master("--csv")))
+    assert row["maxcontexts"] != "-3" and row["size"] != "5"
+
+
+def test_changecontext_quota_and_mappings(registered):
+    ox = registered
+    r = tool(ox, "changecontext", *master("-c", "1", "-q", "500"))
+    assert (r.returncode, r.stdout) == (0, "context 1 changed\n"), r.stderr
+    (row,) = csv_rows(tool(ox, "listcontext", *master("--csv")))
+    assert (row["id"], row["max_quota"], row["name"]) == ("1", "500", "ctx1")
+    r = tool(ox, "changecontext", "-A", "oxadminmaster", "--contextid=1", "--quota", "-1", "-L", "extra.example",
+             env={"ADMIN_PASSWORD": MASTER_PASS})
+    assert (r.returncode, r.stdout) == (0, "context 1 changed\n"), r.stderr
+    (row,) = csv_rows(tool(ox, "listcontext", *master("--csv")))
+    assert row["max_quota"] == "-1" and "extra.example" in row["lmappings"].split(",")
+    # found by name; a mapping removed; the quota left alone when -q is not given
+    r = tool(ox, "changecontext", *master("-N", "ctx1", "-R", "extra.example"))
+    assert (r.returncode, r.stdout) == (0, "context 1 changed\n"), r.stderr
+    (row,) = csv_rows(tool(ox, "listcontext", *master("--csv")))
+    assert row["max_quota"] == "-1" and "extra.example" not in row["lmappings"].split(",")
+
+
+def test_changecontext_refusals(registered):
+    ox = registered
+    r = tool(ox, "changecontext", *master("-c", "9", "-q", "5"))
+    assert r.returncode == 102 and "Context 9 does not exist" in r.stderr
+    r = tool(ox, "changecontext", "-A", "oxadminmaster", "-P", "wrong", "-c", "1", "-q", "5")
+    assert r.returncode == 101
+    r = tool(ox, "changecontext", *master("-c", "1", "-q", "-7"))
+    assert r.returncode == 103
+    r = tool(ox, "changecontext", *master("-c", "1", "-R", "1"))
+    assert r.returncode == 103
+    (row,) = csv_rows(tool(ox, "listcontext", *master("--csv")))
+    assert row["max_quota"] not in ("5", "-7") and "1" in row["lmappings"].split(",")
