@@ -202,3 +202,13 @@ def run_program(config: dict[str, Any], secret_keys: set[str], mocks: pulumi.run
 
     program()
     return recording
+
+
+def run_built(build) -> Recording:
+    """Run `build()` (components built by hand, no stack config) under mocks; the recording."""
+    recording = Recording()
+    mocks = UnitMocks()
+    pulumi.runtime.set_mocks(mocks, project="ox-estate", stack="unit", preview=False,
+                             monitor=RecordingMonitor(mocks, recording))
+    pulumi.runtime.test(build)()
+    return recording

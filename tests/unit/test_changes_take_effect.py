@@ -25,7 +25,7 @@ from components.frontend import ApacheFrontend, Backend
 from components.hosts import static_hosts
 from components.parse import parse_context_id, parse_registered_id
 from components.remote import command_line, render_step
-from harness import Recording, RecordingMonitor, UnitMocks, run_program, script_of
+from harness import Recording, run_built, run_program, script_of
 from conftest import BASE_CONFIG
 
 SECRET = {"sshPrivateKey"}
@@ -41,12 +41,6 @@ def _frontend(stack_config, **frontend) -> dict[str, str]:
     """The ox-web-* scripts of an ApacheFrontend built under mocks (as test_frontend.py builds it)."""
     fe = {"mode": "dedicated", "nodes": ["web1"], "adminNetworks": ["10.0.0.0/28", "192.0.2.0/24"], **frontend}
     cfg = config.parse(stack_config(frontend=fe), {"sshPrivateKey"})
-    recording = Recording()
-    mocks = UnitMocks()
-    pulumi.runtime.set_mocks(mocks, project="ox-estate", stack="unit", preview=False,
-                             monitor=RecordingMonitor(mocks, recording))
-
-    @pulumi.runtime.test
     def program():
         hosts = static_hosts(cfg, pulumi.Output.secret(cfg.secrets.ssh_private_key.get_secret_value()))
         backends = [Backend(n.host, hosts[n.host].address, n.jkroute) for n in cfg.middleware.nodes]
@@ -54,9 +48,9 @@ def _frontend(stack_config, **frontend) -> dict[str, str]:
         fe = ApacheFrontend("ox-web", cfg, [hosts[n] for n in cfg.frontend.nodes], backends, depends_on=[ready])
         return fe.urls
 
-    program()
+    recording = run_built(program)
     scripts = _scripts(recording, "ox-web-")
-    scripts["start-deps"] = " ".join(recording.named("ox-web-web1-start").dependencies)
+    scripts["start-deps"] = " ".join(sorted(recording.named("ox-web-web1-start").dependencies))
     scripts["mw-ready"] = recording.named("mw-ready").urn
     return scripts
 

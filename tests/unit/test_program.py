@@ -160,20 +160,9 @@ def _host() -> Host:
 
 def _run_steps(build):
     """Run `build(parent)` under mocks; return the recording."""
-    from harness import Recording, RecordingMonitor
+    from harness import run_built
 
-    recording = Recording()
-    mocks = UnitMocks()
-    pulumi.runtime.set_mocks(mocks, project="ox-estate", stack="unit", preview=False,
-                             monitor=RecordingMonitor(mocks, recording))
-
-    @pulumi.runtime.test
-    def program():
-        parent = pulumi.ComponentResource("ox-estate:test:Parent", "p")
-        build(parent)
-
-    program()
-    return recording
+    return run_built(lambda: build(pulumi.ComponentResource("ox-estate:test:Parent", "p")))
 
 
 def test_step_secrets_go_over_stdin_wrapped_and_unlogged():
