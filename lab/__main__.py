@@ -92,9 +92,18 @@ def _config(a) -> dict[str, str]:
     config = runner.load_stack_config(ROOT, a.stack, tuple(getattr(a, "set", None) or ()))
     key_file = getattr(a, "ssh_key", None)
     config[KEY] = Path(key_file).read_text() if key_file else hosts.client_key_path().read_text()
+    # `pulumi up -c ox-estate:converge=<token>` keeps the token in the stack's config, so the next
+    # plain `up` does not see it removed (which would re-run those steps once more); nor does the lab.
+    token_file = _paths(a.stack, "up")[0].with_suffix(".converge")
     if getattr(a, "converge", False):
         # A new token each time: exactly the probe-and-repair steps see a changed script.
-        config["ox-estate:converge"] = f"lab-{time.time_ns()}"
+        token = f"lab-{time.time_ns()}"
+        if a.command == "up":
+            token_file.parent.mkdir(parents=True, exist_ok=True)
+            token_file.write_text(token + "\n")
+        config["ox-estate:converge"] = token
+    elif token_file.exists() and "ox-estate:converge" not in config:
+        config["ox-estate:converge"] = token_file.read_text().strip()
     return config
 
 
@@ -155,6 +164,7 @@ def down(a) -> int:
         print(f"lab: a delete failed: {exn}\nlab: removing the hosts anyway", file=sys.stderr)
         runner_state.clear_state(state_path)  # whatever was left goes with the hosts
         rc = 1
+    _paths(a.stack, "up")[0].with_suffix(".converge").unlink(missing_ok=True)
     hosts.destroy()
     return rc
 
