@@ -95,6 +95,9 @@ def run_script(
             # Nothing here replaces a step; should a user's change ever do so, the old undo must
             # run before the new create, never after it.
             delete_before_replace=bool(delete_template),
+            # Earlier versions set triggers (replace-on-change); a stack deployed with one of them
+            # must not see their removal as a change, or every step would be replaced, undo first.
+            ignore_changes=["triggers"],
         ),
     )
 

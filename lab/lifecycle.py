@@ -82,12 +82,14 @@ def _replaces(key: str, patterns: Iterable[str]) -> bool:
     return False
 
 
-def plan_command(stored: Optional[dict], inputs: dict[str, Any],
-                 replace_on_changes: Iterable[str] = ()) -> tuple[str, list[str]]:
-    """(operation, changed input keys) for a remote.Command."""
+def plan_command(stored: Optional[dict], inputs: dict[str, Any], replace_on_changes: Iterable[str] = (),
+                 ignore_changes: Iterable[str] = ()) -> tuple[str, list[str]]:
+    """(operation, changed input keys) for a remote.Command. An input in `ignore_changes` keeps
+    its stored value, as the engine keeps it, so it never counts as a change."""
     if stored is None:
         return CREATE, []
-    changed = changed_inputs(stored.get("inputs") or {}, inputs, COMMAND_INPUTS)
+    ignored = {p.split("[", 1)[0].split(".", 1)[0] for p in ignore_changes}
+    changed = changed_inputs(stored.get("inputs") or {}, inputs, [k for k in COMMAND_INPUTS if k not in ignored])
     if not changed:
         return SAME, []
     patterns = (*PROVIDER_REPLACE_ON_CHANGES, *replace_on_changes)

@@ -154,11 +154,13 @@ class Lab:
 
     # -- resources ---------------------------------------------------------
     def new_resource(self, urn: str, type_: str, name: str, inputs: dict, custom: bool,
-                     resource_id: str = "", replace_on_changes=(), delete_before_replace=False):
+                     resource_id: str = "", replace_on_changes=(), delete_before_replace=False,
+                     ignore_changes=()):
         if not custom:
             return "", inputs
         if type_ == COMMAND_TYPE:
-            return self.command(urn, name, inputs, list(replace_on_changes), delete_before_replace)
+            return self.command(urn, name, inputs, list(replace_on_changes), delete_before_replace,
+                                list(ignore_changes))
         if type_ in (RANDOM_PASSWORD_TYPE, RANDOM_STRING_TYPE):
             return self.random_resource(urn, type_, name, inputs)
         if type_.startswith("aws:"):
@@ -219,11 +221,15 @@ class Lab:
         return {"name": name, "outputs": outputs, "secretOutputNames": secret_names}
 
     # -- commands ----------------------------------------------------------
-    def command(self, urn: str, name: str, inputs: dict, replace_on_changes: list[str], dbr: bool):
+    def command(self, urn: str, name: str, inputs: dict, replace_on_changes: list[str], dbr: bool,
+                ignore_changes: list[str]):
         from pulumi.runtime.rpc import UNKNOWN
 
         old = (self.old_state.get("commands") or {}).get(urn)
-        op, changed = lc.plan_command(old, inputs, replace_on_changes)
+        if old:  # the engine keeps an ignored input's old value
+            inputs = {**inputs, **{k: v for k, v in (old.get("inputs") or {}).items()
+                                   if k in {p.split("[", 1)[0] for p in ignore_changes}}}
+        op, changed = lc.plan_command(old, inputs, replace_on_changes, ignore_changes)
         plain = rs.unwrap(inputs)
         conn = plain.get("connection") if isinstance(plain.get("connection"), dict) else {}
         host = conn.get("host") if not lc.is_unknown(conn.get("host")) else None

@@ -63,7 +63,7 @@ def _make_monitor(lab: Lab):
             inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
             id_, state = lab.new_resource(urn, request.type, request.name, inputs, bool(request.custom),
                                           request.importId, list(request.replaceOnChanges),
-                                          bool(request.deleteBeforeReplace))
+                                          bool(request.deleteBeforeReplace), list(request.ignoreChanges))
             obj = _sync_await(rpc.serialize_properties(state, {}))
             with lab.lock:
                 self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)

@@ -406,7 +406,7 @@ def _ran(lab) -> list[str]:
 def test_unchanged_up_runs_nothing_and_changes_update_replace_or_delete(lab):
     assert lab.run("up", "lifecycle", verbose=False).returncode == 0
     assert sorted(_ran(lab)) == sorted(["create-a-1", "create-b", "create-c-a=1", "create-r-1",
-                                        "create-d-1", "create-gone"])
+                                        "create-d-1", "create-gone", "create-ig"])
     pw = lab.load_state()["outputs"]["pw"]
 
     # Unchanged: nothing runs, outputs come from the state.
@@ -434,6 +434,11 @@ def test_unchanged_up_runs_nothing_and_changes_update_replace_or_delete(lab):
     # With delete_before_replace the old delete runs first.
     assert lab.run("up", "lifecycle", verbose=False, a=2, r=2, d=2).returncode == 0
     assert _ran(lab) == ["delete-d-1", "create-d-2"]
+
+    # A trigger under ignore_changes, changed or removed, is no change: nothing is replaced.
+    for ig in ("2", "none"):
+        assert lab.run("up", "lifecycle", verbose=False, a=2, r=2, d=2, ig=ig).returncode == 0
+        assert _ops(lab.load_record())["ig"] == "same" and _ran(lab) == []
 
     # A resource no longer in the program is deleted; a random whose input changed is replaced.
     assert lab.run("up", "lifecycle", verbose=False, a=2, r=2, d=2, gone="false", pwLength=30).returncode == 0

@@ -140,6 +140,9 @@ elif scenario == "lifecycle":
     # The same with delete_before_replace: old delete first.
     cmd("d", f"echo create-d-{knob_d} >> {log}", triggers=[knob_d],
         delete=f"echo delete-d-{knob_d} >> {log}", opts=pulumi.ResourceOptions(delete_before_replace=True))
+    # triggers under ignore_changes: a changed (or removed) trigger is no change at all.
+    cmd("ig", f"echo create-ig >> {log}", triggers=[cfg.get("ig") or "1"] if cfg.get("ig") != "none" else None,
+        delete=f"echo delete-ig >> {log}", opts=pulumi.ResourceOptions(ignore_changes=["triggers"]))
     if cfg.get_bool("gone") is not False:
         cmd("gone", f"echo create-gone >> {log}", delete=f"echo delete-gone >> {log}")
     pw = random.RandomPassword("lpw", length=cfg.get_int("pwLength") or 20, special=False)
