@@ -73,23 +73,31 @@ def changed_inputs(old: dict[str, Any], new: dict[str, Any], keys: Iterable[str]
     return changed
 
 
+def top_key(path: str) -> str:
+    """The top-level input a property path (`triggers`, `triggers[*]`, `a.b`) names."""
+    return path.split("[", 1)[0].split(".", 1)[0]
+
+
 def _replaces(key: str, patterns: Iterable[str]) -> bool:
     """Does a replaceOnChanges pattern (`triggers`, `triggers[*]`, `*`) cover a top-level key?"""
-    for p in patterns:
-        head = p.split("[", 1)[0].split(".", 1)[0]
-        if head in ("*", key):
-            return True
-    return False
+    return any(top_key(p) in ("*", key) for p in patterns)
 
 
-def plan_command(stored: Optional[dict], inputs: dict[str, Any], replace_on_changes: Iterable[str] = (),
-                 ignore_changes: Iterable[str] = ()) -> tuple[str, list[str]]:
-    """(operation, changed input keys) for a remote.Command. An input in `ignore_changes` keeps
-    its stored value, as the engine keeps it, so it never counts as a change."""
+def with_ignored(stored: Optional[dict], inputs: dict[str, Any], ignore_changes: Iterable[str]) -> dict[str, Any]:
+    """The inputs the engine goes on with: an input in `ignoreChanges` keeps its stored value,
+    so it never counts as a change."""
+    if not stored:
+        return inputs
+    ignored = {top_key(p) for p in ignore_changes}
+    return {**inputs, **{k: v for k, v in (stored.get("inputs") or {}).items() if k in ignored}}
+
+
+def plan_command(stored: Optional[dict], inputs: dict[str, Any],
+                 replace_on_changes: Iterable[str] = ()) -> tuple[str, list[str]]:
+    """(operation, changed input keys) for a remote.Command (inputs after `with_ignored`)."""
     if stored is None:
         return CREATE, []
-    ignored = {p.split("[", 1)[0].split(".", 1)[0] for p in ignore_changes}
-    changed = changed_inputs(stored.get("inputs") or {}, inputs, [k for k in COMMAND_INPUTS if k not in ignored])
+    changed = changed_inputs(stored.get("inputs") or {}, inputs, COMMAND_INPUTS)
     if not changed:
         return SAME, []
     patterns = (*PROVIDER_REPLACE_ON_CHANGES, *replace_on_changes)

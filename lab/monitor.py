@@ -226,10 +226,8 @@ class Lab:
         from pulumi.runtime.rpc import UNKNOWN
 
         old = (self.old_state.get("commands") or {}).get(urn)
-        if old:  # the engine keeps an ignored input's old value
-            inputs = {**inputs, **{k: v for k, v in (old.get("inputs") or {}).items()
-                                   if k in {p.split("[", 1)[0] for p in ignore_changes}}}
-        op, changed = lc.plan_command(old, inputs, replace_on_changes, ignore_changes)
+        inputs = lc.with_ignored(old, inputs, ignore_changes)
+        op, changed = lc.plan_command(old, inputs, replace_on_changes)
         plain = rs.unwrap(inputs)
         conn = plain.get("connection") if isinstance(plain.get("connection"), dict) else {}
         host = conn.get("host") if not lc.is_unknown(conn.get("host")) else None
