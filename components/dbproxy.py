@@ -15,7 +15,7 @@ from .galera import GaleraCluster
 from .hosts import Host
 from .parse import parse_json_line
 from .remote import run_script
-from .render import TEMPLATES, render
+from .render import render, verbatim
 
 CLUSTERCHECK_DIR = "/usr/local/lib/ox-estate"
 CLUSTERCHECK = f"{CLUSTERCHECK_DIR}/clustercheck.py"
@@ -38,7 +38,7 @@ class ReadWriteSplit(pulumi.ComponentResource):
         for h in galera_hosts:
             peers = [p.address for p in galera_hosts if p is not h]
             files = pulumi.Output.all(h.address, *peers).apply(lambda addrs: {
-                "program_text": (TEMPLATES / "files" / "clustercheck.py").read_text(),
+                "program_text": verbatim("files/clustercheck.py"),
                 **{key: render(template, program=CLUSTERCHECK, self_address=addrs[0], peers=addrs[1:])
                    for key, template in (("unit_text", "files/ox-clustercheck.service.j2"),
                                          ("init_text", "files/ox-clustercheck.init.j2"))},

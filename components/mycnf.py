@@ -79,7 +79,6 @@ def tunings_cnf(cfg: EstateConfig, memory_mb: int) -> str:
         appsuite=cfg.versions.appsuite,
         memory_mb=memory_mb,
         sizing=sizing(cfg, memory_mb),
-        bind_address="*",
         utf8mb4=appsuite_line(cfg.versions.appsuite) == AppSuiteLine.FROM_7_10,
         durability=cfg.database.tuning.durability,
         sql_mode=cfg.sql_mode,

@@ -30,7 +30,7 @@ from pulumi_command import remote
 
 from .config import converge_token
 from .hosts import Host
-from .render import render
+from .render import Rendered, render
 
 
 _SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -114,9 +114,9 @@ def phase_steps(component: str, parent: pulumi.Resource, template_dir: str = "")
 
 def render_step(step: str, host_name: str, template: str, values: Mapping[str, Any], converge: str = "") -> str:
     """The full script of a step: the shared prelude, then `templates/scripts/<template>`."""
-    return render("prelude.sh.j2", step=step, host=host_name, converge=converge) + render(
+    return Rendered(render("prelude.sh.j2", step=step, host=host_name, converge=converge) + render(
         f"scripts/{template}", step=step, host=host_name, **values
-    )
+    ))
 
 
 def command_line(step: str, script: str) -> str:

@@ -25,6 +25,7 @@ from components.frontend import ApacheFrontend, Backend
 from components.hosts import static_hosts
 from components.parse import parse_context_id, parse_registered_id
 from components.remote import command_line, render_step
+from components.render import Rendered
 from harness import Recording, run_built, run_program, script_of
 from conftest import BASE_CONFIG
 
@@ -341,7 +342,8 @@ WSREP = {"old": "[mysqld]\nwsrep_sst_method = mariabackup\nwsrep_cluster_address
 
 
 def _configure(box: Box, version: str, galera: bool = True):
-    files = {"tunings.cnf": TUNINGS[version], **({"wsrep.cnf": WSREP[version]} if galera else {})}
+    # Rendered: file texts reach the script as the components' render() returns them.
+    files = {"tunings.cnf": Rendered(TUNINGS[version]), **({"wsrep.cnf": Rendered(WSREP[version])} if galera else {})}
     values = {"conf_dir": "/etc/mysql/ox.conf.d", "datadir": "/var/lib/mysql", "files": files,
               "sst_user": "sstuser" if galera else "", "runtime_settings": mycnf.runtime_settings(files)}
     secrets = _b64(MYSQL_ROOT_PASSWORD="root-pw-1", **({"SST_PASSWORD": "sst-pw-2"} if galera else {}))
