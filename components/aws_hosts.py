@@ -8,34 +8,16 @@ key, and one instance per configured host with the security groups of its roles.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import pulumi
 import pulumi_aws as aws
 
 from .config import AwsSettings, EstateConfig, Role
 from .hosts import Host, connection
+from .ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, PORT_RULES
 from .sshkeys import public_key_of
 
-ANYWHERE = "0.0.0.0/0"
-ADMIN = "admin"  # the admin security group: SSH from aws.adminCidr, on every instance
-
-# (security group, first port, last port, protocol, source role / ADMIN / ANYWHERE, why)
-SG_RULES: list[tuple[str, int, int, Literal["tcp", "udp"], str, str]] = [
-    (Role.DB, 3306, 3306, "tcp", Role.MW, "configdb and userdbs from OX (local HAProxy)"),
-    (Role.DB, 3306, 3306, "tcp", Role.DB, "GTID replication between DB servers"),
-    (Role.DB, 4444, 4444, "tcp", Role.DB, "Galera state snapshot transfer"),
-    (Role.DB, 4567, 4567, "tcp", Role.DB, "Galera group communication"),
-    (Role.DB, 4567, 4567, "udp", Role.DB, "Galera group communication"),
-    (Role.DB, 4568, 4568, "tcp", Role.DB, "Galera incremental state transfer"),
-    (Role.DB, 9200, 9200, "tcp", Role.MW, "clustercheck, polled by HAProxy on OX nodes"),
-    (Role.MW, 5701, 5701, "tcp", Role.MW, "Hazelcast cluster"),
-    (Role.MW, 8009, 8009, "tcp", Role.WEB, "Apache balancer to OX"),
-    (Role.NFS, 2049, 2049, "tcp", Role.MW, "NFSv4 filestore mounts"),
-    (Role.WEB, 80, 80, "tcp", ANYWHERE, "HTTP from clients"),
-    (Role.WEB, 443, 443, "tcp", ANYWHERE, "HTTPS from clients"),
-    (ADMIN, 22, 22, "tcp", ADMIN, "SSH for deployment, from aws.adminCidr only"),
-]
+# The port table is shared with the static hosts' firewall (components/ports.py).
+SG_RULES = PORT_RULES
 
 DEBIAN_OWNER = "136693071363"  # Debian's official AMI publisher account
 
@@ -50,7 +32,8 @@ class AwsHosts(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         vpc_id, subnet_ids = self._network(name, aws_cfg, child)
-        groups = self._security_groups(name, aws_cfg, vpc_id, child)
+        admin_networks = [str(n) for n in cfg.frontend.admin_networks] if cfg.frontend else []
+        groups = self._security_groups(name, aws_cfg, admin_networks, vpc_id, child)
         key_pair = aws.ec2.KeyPair(
             f"{name}-key",
             public_key=public_key_of(cfg.secrets.ssh_private_key.get_secret_value()),
@@ -121,7 +104,8 @@ class AwsHosts(pulumi.ComponentResource):
             subnet_ids.append(subnet.id)
         return vpc.id, subnet_ids
 
-    def _security_groups(self, name: str, cfg: AwsSettings, vpc_id, child: pulumi.ResourceOptions):
+    def _security_groups(self, name: str, cfg: AwsSettings, admin_networks: list[str], vpc_id,
+                         child: pulumi.ResourceOptions):
         groups = {
             group: aws.ec2.SecurityGroup(f"{name}-sg-{group}", vpc_id=vpc_id, description=f"ox-estate {group} hosts", opts=child)
             for group in [*Role, ADMIN]
@@ -129,21 +113,30 @@ class AwsHosts(pulumi.ComponentResource):
         for group, sg in groups.items():
             aws.vpc.SecurityGroupEgressRule(f"{name}-sg-{group}-egress", security_group_id=sg.id,
                                             ip_protocol="-1", cidr_ipv4=ANYWHERE, opts=child)
-        for to, first, last, proto, source, why in SG_RULES:
-            peer = {"cidr_ipv4": ANYWHERE} if source == ANYWHERE else (
-                {"cidr_ipv4": str(cfg.admin_cidr)} if source == ADMIN else {"referenced_security_group_id": groups[source].id}
-            )
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-sg-{to}-{proto}{first}-from-{source}",
-                security_group_id=groups[to].id,
-                from_port=first,
-                to_port=last,
-                ip_protocol=proto,
-                description=why,
-                opts=child,
-                **peer,
-            )
+        for rule in SG_RULES:
+            for suffix, peer in _peers(rule.source, cfg, admin_networks, groups):
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-sg-{rule.key}{suffix}",
+                    security_group_id=groups[rule.to].id,
+                    from_port=rule.first,
+                    to_port=rule.last,
+                    ip_protocol=rule.proto,
+                    description=rule.why,
+                    opts=child,
+                    **peer,
+                )
         return groups
+
+
+def _peers(source: str, cfg: AwsSettings, admin_networks: list[str], groups: dict) -> list[tuple[str, dict]]:
+    """(rule name suffix, peer arguments) for a table row's source: a CIDR or a security group."""
+    if source == ANYWHERE:
+        return [("", {"cidr_ipv4": ANYWHERE})]
+    if source == ADMIN:
+        return [("", {"cidr_ipv4": str(cfg.admin_cidr)})]
+    if source == ADMIN_NETWORKS:  # one rule per frontend.adminNetworks entry; none: nobody
+        return [(f"-{i}", {"cidr_ipv4": cidr}) for i, cidr in enumerate(admin_networks)]
+    return [("", {"referenced_security_group_id": groups[source].id})]
 
 
 def _main_role(roles: frozenset[Role]) -> Role:

@@ -282,6 +282,14 @@ class FilestoreSpec(_Model):
         return self.s3_uri or f"file:{self.mount_path}"
 
 
+class FirewallSpec(_Model):
+    """nftables on static hosts (components/firewall.py): each port open only to its peers (the
+    table in components/ports.py). AWS hosts get security groups from the same table instead."""
+    enabled: bool = True
+    # Networks that may SSH to every host; the bastion's address is added automatically.
+    ssh_from: list[Cidr] = Field(default_factory=list)
+
+
 # --- secrets -------------------------------------------------------------------------------
 
 # Config key -> what it is. Absent ones (except the SSH key) are generated with pulumi_random.
@@ -323,6 +331,7 @@ class EstateConfig(_Model):
     middleware: MiddlewareSpec | None = None
     frontend: FrontendSpec | None = None
     filestore: FilestoreSpec | None = None
+    firewall: FirewallSpec = FirewallSpec()  # static hosts only
     secrets: Secrets = Secrets()
     # Any new value re-runs every probe-and-repair step (services up, mounts, checks) once: under
     # the engine, a step whose inputs are unchanged never runs again (components/remote.py).
@@ -415,6 +424,7 @@ def _cross_checks(cfg: EstateConfig) -> list[tuple[str, str]]:
 
     problems += _database_checks(cfg)
     problems += _middleware_checks(cfg)
+    problems += _firewall_checks(cfg)
     return problems
 
 
@@ -456,6 +466,20 @@ def _database_checks(cfg: EstateConfig) -> list[tuple[str, str]]:
                              f"{', '.join(bad)} not supported for App Suite {cfg.versions.appsuite} on "
                              f"{db.flavor} {db.version} (allowed: {','.join(allowed)})"))
     return problems
+
+
+def _firewall_checks(cfg: EstateConfig) -> list[tuple[str, str]]:
+    """The host firewall admits SSH only from firewall.sshFrom and the bastion; AWS has its own."""
+    if cfg.provider == ProviderKind.AWS:
+        if "firewall" in cfg.model_fields_set:
+            return [("firewall", "the aws provider's security groups are the firewall there (SSH from "
+                                 "aws.adminCidr); remove the firewall section")]
+        return []
+    if cfg.firewall.enabled and not cfg.firewall.ssh_from and cfg.ssh.bastion is None:
+        return [("firewall.sshFrom", "the host firewall admits SSH only from firewall.sshFrom and the bastion: "
+                                     "list the networks you deploy from (e.g. [203.0.113.0/24]), "
+                                     "or set firewall.enabled: false")]
+    return []
 
 
 def _middleware_checks(cfg: EstateConfig) -> list[tuple[str, str]]:

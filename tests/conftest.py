@@ -44,6 +44,7 @@ BASE_CONFIG = {
     "middleware": {"nodes": [{"host": "mw1", "jkroute": "OX1"}, {"host": "mw2", "jkroute": "OX2"}]},
     "filestore": {"server": "nfs1"},
     "frontend": {"nodes": ["web1"], "adminNetworks": ["10.0.0.0/24"]},
+    "firewall": {"sshFrom": ["203.0.113.0/24"]},
 }
 
 

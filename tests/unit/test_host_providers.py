@@ -8,7 +8,8 @@ from harness import is_secret, run_program, unwrap
 
 AWS = {"provider": "aws", "ssh": {"user": "admin"}, "aws": {"adminCidr": "203.0.113.0/24"},
        "hosts": [{"name": n} for n in ["db1", "db2", "db3", "mw1", "mw2", "nfs1", "web1"]],
-       "database": {"galera": {"nodes": ["db1", "db2", "db3"]}, "configdb": "galera"}}
+       "database": {"galera": {"nodes": ["db1", "db2", "db3"]}, "configdb": "galera"},
+       "firewall": None}  # security groups are the firewall on AWS
 # Ports that carry database, cluster or file traffic: never open to the world.
 INTERNAL_PORTS = {3306, 4444, 4567, 4568, 9200, 5701, 2049, 8009}
 
