@@ -2,16 +2,19 @@
 
 Creates, per web host (`<name>-<host>-<phase>`):
 - `install`: apache2 where missing; a pristine distro default site is disabled;
-- `configure`: the App Suite vhost (balancer://oxcluster sticky on JSESSIONID|jsessionid by
-  jkroute, balancer://eas_oxcluster with long timeouts for ActiveSync/USM, SOAP and
-  balancer-manager for the admin networks only) and the mpm_event sizing, built and checked with
-  `apache2ctl -t` in a copy of /etc/apache2 before the real one is touched;
+- `configure`: the App Suite site (balancer://oxcluster sticky on JSESSIONID|jsessionid by
+  jkroute, balancer://eas_oxcluster with long timeouts for ActiveSync/USM; a public vhost on :80
+  that proxies only the app's prefixes and refuses any raw path a servlet container would read
+  differently; SOAP and balancer-manager only on the admin listener :ADMIN_PORT, for the admin
+  networks) and the mpm_event sizing, built and checked with `apache2ctl -t` in a copy of
+  /etc/apache2 before the real one is touched;
 - `start`: starts Apache, or restarts/reloads it when `configure` changed something, and waits
   until the new configuration answers. It carries a digest of everything `configure` writes, so
   under the engine (a step runs again only when its own script changes) it runs exactly when the
   configuration changed, and acts on the marker `configure` left;
-- `check`: one JSON line (url, mpm, generation, what a request through the balancer got); it
-  carries the same digest, so it runs again after every configuration change.
+- `check`: one JSON line (url, adminUrl, mpm, generation, what a request through the balancer
+  got, what the admin listener answered); it carries the same digest, so it runs again after
+  every configuration change.
 
 Dedicated frontends list every backend as a normal member. Colocated ones run on the backend
 middleware hosts themselves: the host's own member is normal and the others are hot standbys
@@ -41,6 +44,10 @@ MODULES = ("mpm_event", "authz_core", "authz_host", "alias", "env", "filter", "m
 OTHER_MPMS = ("mpm_prefork", "mpm_worker")
 SITE = "000-appsuite"  # sorts before 000-default: the first *:80 vhost answers unknown Host headers
 MPM_CONF = "ox-mpm-event"
+# SOAP (/webservices, /servlet/axis2/services) and balancer-manager listen only here, for the
+# admin networks; the public :80 maps neither (see the site template for why). Not 8009: in
+# colocated mode OX itself listens there on the same host.
+ADMIN_PORT = 8088
 # oxpedia "Tune apache2": 32 threads per child; MaxRequestWorkers / ThreadsPerChild = ServerLimit.
 THREADS_PER_CHILD = 32
 START_SERVERS = 10
@@ -69,7 +76,8 @@ def members_for(host: str, backends: list[Backend], addresses: list[str], coloca
 
 
 def site_config(host: str, members: list[dict], admin_networks: list[str]) -> str:
-    return render("web/appsuite-site.conf.j2", host=host, members=members, admin_networks=admin_networks)
+    return render("web/appsuite-site.conf.j2", host=host, members=members, admin_networks=admin_networks,
+                  admin_port=ADMIN_PORT)
 
 
 def config_digest(site: str, mpm: str) -> str:
@@ -121,5 +129,7 @@ class ApacheFrontend(pulumi.ComponentResource):
         start = run_script(f"{step}-start", h, "web/apache-start.sh.j2", parent=self,
                            values={"config_digest": digest}, depends_on=[configure, *depends_on])
         url = pulumi.Output.concat("http://", h.address, "/appsuite/")
+        admin_url = pulumi.Output.concat("http://", h.address, f":{ADMIN_PORT}/")
         return run_script(f"{step}-check", h, "web/apache-check.sh.j2", parent=self,
-                          values={"url": url, "config_digest": digest}, depends_on=[start])
+                          values={"url": url, "admin_url": admin_url, "admin_port": ADMIN_PORT,
+                                  "config_digest": digest}, depends_on=[start])

@@ -13,9 +13,13 @@ stand-in /etc/init.d/open-xchange.
   configured credentials;
 * HTTP on networkListenerHost:8009 ("*" = all addresses; oxinstaller's
   default is localhost, so a cluster node needs --network-listener-host=*):
-  any request under /appsuite, /ajax, /servlet, /webservices, /usm-json ...
-  gets 200 + JSON naming the node and path, plus a ``JSESSIONID=<digits>.<route>``
-  cookie when the request carries no session id;
+  dispatches on the path a servlet container would (``oxstandin.servletpath``:
+  ;params dropped per segment, decoded once, backslashes, empty and dot segments
+  resolved); any request whose dispatched path is under /appsuite, /ajax,
+  /servlet, /webservices, /usm-json ... gets 200 + JSON naming the node, the raw
+  path received, the dispatched path and whether that is SOAP, plus a
+  ``JSESSIONID=<digits>.<route>`` cookie when the request carries no session id.
+  Each request is logged with its raw and dispatched path;
 * the "RMI admin daemon" on com.openexchange.rmi.host:1099 (localhost by
   default): a tiny line protocol the stand-in CLTs use as their lookup.
 
@@ -38,7 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 _here = os.path.dirname(os.path.realpath(__file__))
 sys.path[0:0] = [os.path.join(_here, "..", "lib"), _here]
 
-from oxstandin import config, configdb  # noqa: E402
+from oxstandin import config, configdb, servletpath  # noqa: E402
 
 PREFIXES = ("/appsuite", "/ajax", "/servlet", "/webservices", "/usm-json-servlet", "/usm-json",
             "/realtime", "/rt2", "/infostore", "/publications", "/Microsoft-Server-ActiveSync", "/drive",
@@ -77,7 +81,16 @@ def make_handler(settings):
             if length:
                 self.rfile.read(length)
             raw_path = self.path.split("?", 1)[0]
-            plain = "/".join(seg.split(";", 1)[0] for seg in raw_path.split("/"))
+            # What a servlet container dispatches, not what the client or Apache wrote.
+            plain = servletpath.dispatch(self.path)
+            soap = servletpath.is_admin(plain)
+            log("request %s raw=%s dispatch=%s soap=%s" % (
+                self.command, json.dumps(self.path), json.dumps(plain), "yes" if soap else "no"))
+            if plain is None:  # a ".." above the root: the container answers 400
+                self.send_response(400)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if not any(plain == pre or plain.startswith(pre + "/") for pre in PREFIXES):
                 body = b'{"error":"not found"}\n'
                 self.send_response(404)
@@ -101,7 +114,7 @@ def make_handler(settings):
             body = json.dumps({
                 "standin": True, "node": "%s/%s" % (server_name, route), "server_name": server_name,
                 "route": route, "hostname": hostname, "method": self.command, "path": plain,
-                "jsessionid": session or new_cookie,
+                "raw_path": self.path, "soap": soap, "jsessionid": session or new_cookie,
             }).encode() + b"\n"
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

@@ -16,11 +16,13 @@ import pytest
 from pulumi_command import remote
 
 from components import config
-from components.frontend import MODULES, ApacheFrontend, Backend, mpm_values, members_for, site_config
+from components.frontend import ADMIN_PORT, MODULES, ApacheFrontend, Backend, mpm_values, members_for, site_config
 from components.hosts import static_hosts
 from components.render import render
 from harness import Recording, RecordingMonitor, UnitMocks, is_secret, script_of, unwrap
 from conftest import BASE_CONFIG
+from lab import pathcorpus
+from lab.standins.oxstandin import servletpath
 
 HOSTS = BASE_CONFIG["hosts"] + [{"name": "mw3", "address": "10.0.0.23"}, {"name": "mw4", "address": "10.0.0.24"}]
 NODES = [{"host": "mw1", "jkroute": "OX1"}, {"host": "mw2", "jkroute": "OX2"}, {"host": "mw3", "jkroute": "OX3"},
@@ -98,42 +100,120 @@ def test_the_provisioning_node_is_never_a_member(dedicated):
     assert "10.0.0.24" not in site and "PROV" not in site
 
 
-def test_balancer_persist_sits_with_the_balancers(dedicated):
-    """BalancerPersist only keeps drains across reloads in the same scope as <Proxy balancer://>."""
+def _vhost(site: str, port: int) -> str:
+    return re.search(rf"<VirtualHost \*:{port}>\n(.*?)</VirtualHost>", site, re.S).group(1)
+
+
+def test_the_vhosts_share_the_balancers_and_each_keeps_their_changes(dedicated):
+    """The balancers sit outside both vhosts, so a drain on the admin listener is what public
+    traffic sees; BalancerPersist must then be set in every scope (measured: else a graceful reload
+    forgets balancer-manager changes)."""
     site = _site(dedicated[0], "web1")
-    vhost = re.search(r"<VirtualHost \*:80>(.*)</VirtualHost>", site, re.S).group(1)
-    assert "BalancerPersist On" in vhost and "<Proxy balancer://oxcluster>" in vhost
+    outside = re.sub(r"<VirtualHost .*?</VirtualHost>", "", site, flags=re.S)
+    assert "<Proxy balancer://oxcluster>" in outside and "<Proxy balancer://eas_oxcluster>" in outside
+    assert "BalancerPersist On" in outside
+    for port in (80, ADMIN_PORT):
+        assert "BalancerPersist On" in _vhost(site, port) and "<Proxy" not in _vhost(site, port), port
 
 
-def test_ox_paths_go_to_the_balancers(dedicated):
+def test_the_public_vhost_proxies_only_the_app_prefixes(dedicated):
+    """An allowlist: the app's prefixes, and nothing of SOAP or balancer-manager."""
+    public = "\n".join(line for line in _vhost(_site(dedicated[0], "web1"), 80).splitlines()
+                       if not line.lstrip().startswith("#"))
+    assert re.findall(r"ProxyPass (\S+) balancer://(\S+)", public) == [
+        ("/appsuite/api", "oxcluster/ajax"), ("/ajax", "oxcluster/ajax"), ("/infostore", "oxcluster/infostore"),
+        ("/realtime", "oxcluster/realtime"), ("/usm-json", "eas_oxcluster/usm-json"),
+        ("/Microsoft-Server-ActiveSync", "eas_oxcluster/Microsoft-Server-ActiveSync")]
+    for absent in ("webservices", "servlet", "balancer-manager", "SetHandler", "ProxyPassMatch", "<Location"):
+        assert absent not in public, absent
+
+
+def test_soap_and_balancer_manager_live_only_on_the_admin_listener(dedicated):
     site = _site(dedicated[0], "web1")
-    for path, target in [("/appsuite/api", "oxcluster/ajax"), ("/ajax", "oxcluster/ajax"),
-                         ("/servlet", "oxcluster/servlet"), ("/webservices", "oxcluster/webservices"),
-                         ("/realtime", "oxcluster/realtime"), ("/infostore", "oxcluster/infostore"),
-                         ("/usm-json", "eas_oxcluster/usm-json"),
-                         ("/Microsoft-Server-ActiveSync", "eas_oxcluster/Microsoft-Server-ActiveSync")]:
-        assert f"ProxyPass {path} balancer://{target}\n" in site, path
-    assert site.index("ProxyPass /appsuite/api ") < site.index("ProxyPass /ajax ")
-
-
-def test_soap_and_balancer_manager_are_for_admin_networks_only(dedicated):
-    """Every guard (SOAP, balancer-manager, backend-only dot segments) admits the admin networks only."""
-    site = _site(dedicated[0], "web1")
-    guards = re.findall(r"<(Location|LocationMatch) \"?([^>\"]+)\"?>\n(.*?)</\1>", site, re.S)
-    assert len(guards) == 5
-    for _, path, body in guards:
-        requires = [line.strip() for line in body.splitlines() if line.strip().startswith("Require")]
-        assert requires == ["Require ip 10.0.0.0/28 192.0.2.0/24"], path
-    patterns = [p for kind, p, _ in guards if kind == "LocationMatch"]
-    assert any("webservices" in p and "(;[^/]*)?" in p for p in patterns)
-    assert any(re.search(r"servlet.*axis2.*services", p) for p in patterns)
+    assert f"Listen {ADMIN_PORT}\n" in site
+    admin = _vhost(site, ADMIN_PORT)
+    assert re.findall(r"ProxyPass (\S+) balancer://(\S+)", admin) == [
+        ("/webservices", "oxcluster/webservices"), ("/servlet/axis2/services", "oxcluster/servlet/axis2/services")]
+    assert "SetHandler balancer-manager" in admin
+    # <Location /> holds the only Require: everything on this listener, balancer-manager included.
+    requires = [line.strip() for line in admin.splitlines() if line.strip().startswith("Require")]
+    assert requires == ["Require ip 10.0.0.0/28 192.0.2.0/24"]
+    assert re.search(r"<Location />\n\s*Require ip ", admin)
+    assert site.count("SetHandler balancer-manager") == 1
 
 
 def test_no_admin_networks_means_nobody(stack_config):
     recording, _ = _build(_config(stack_config, adminNetworks=[]))
-    site = _site(recording, "web1")
-    assert "Require ip" not in site
-    assert site.count("Require all denied") == 5
+    admin = _vhost(_site(recording, "web1"), ADMIN_PORT)
+    assert "Require ip" not in admin
+    assert [line.strip() for line in admin.splitlines() if line.strip().startswith("Require")] == \
+        ["Require all denied"]
+
+
+def _gate(site: str) -> re.Pattern:
+    """The public vhost's raw-path gate as a Python regex: its RewriteCond with the Defines expanded."""
+    defines = dict(re.findall(r'^Define (\w+) "(.*)"$', site, re.M))
+    (cond,) = re.findall(r'RewriteCond %\{THE_REQUEST\} "!(.*)"$', _vhost(site, 80), re.M)
+    while "${" in cond:
+        cond = re.sub(r"\$\{(\w+)\}", lambda m: defines[m.group(1)], cond)
+    assert re.search(r"RewriteCond .*\n\s*RewriteRule \^ - \[F\]", _vhost(site, 80))
+    return re.compile(cond)
+
+
+APP_REQUESTS = ["GET / HTTP/1.1", "GET /appsuite/ HTTP/1.1", "GET /appsuite/v=8.0.0-1.2024/io.ox/core/main.js HTTP/1.1",
+                "GET /appsuite/api/login?action=login HTTP/1.1", "PUT /ajax/folders?action=list&x=..//;%2e HTTP/1.1",
+                "GET /infostore/Docs/a%20b%C3%A4.txt HTTP/1.1", "GET /realtime/poll HTTP/1.0",
+                "POST /Microsoft-Server-ActiveSync?Cmd=Ping&User=u1 HTTP/1.1", "POST /usm-json/syncUpdate HTTP/1.1",
+                "GET /ajax/login;jsessionid=77.OX2?action=store HTTP/1.1",
+                "GET /ajax/x;jsessionid=456.OX1;foo=bar HTTP/1.1", "GET /server-status?auto HTTP/1.1"]
+
+
+def test_the_gate_lets_the_app_paths_through(dedicated):
+    gate = _gate(_site(dedicated[0], "web1"))
+    for line in APP_REQUESTS:
+        assert gate.fullmatch(line), line
+
+
+def _apache_view(target: str) -> str:
+    """The path Apache maps a target that passed the gate by: decoded once (it has no dot or empty
+    segments, and no %2f, to resolve)."""
+    return servletpath.decode(target.split("?", 1)[0])
+
+
+def test_the_gate_refuses_every_corpus_variant_that_is_not_a_plain_spelling(dedicated):
+    """Of the corpus (>= 2000 variants), the gate passes only plain spellings of the admin paths
+    (any case, a letter %-encoded once): Apache reads those as the admin path itself, which the
+    public vhost does not map (the allowlist). Every trick is refused; so is each construct alone."""
+    gate = _gate(_site(dedicated[0], "web1"))
+    variants = pathcorpus.variants()
+    assert len(variants) >= 2000
+    passed = [v for v in variants if gate.fullmatch(f"{v.method} {v.path} HTTP/1.1")]
+    assert passed and len(passed) < 0.01 * len(variants)
+    for v in passed:
+        assert servletpath.is_admin(_apache_view(v.path)), v
+        assert servletpath.candidates(v.path) == {_apache_view(v.path)}, v
+    for target in ["/ajax/x;y", "/ajax;jsessionid=1.OX1/x", "/ajax/;jsessionid=1.OX1", "/ajax//x", "/ajax/./x",
+                   "/ajax/../x", "/ajax/..", "/ajax/x/.", "/ajax/%2e%2e/x", "/ajax/%2E", "/ajax/x%2fy", "/ajax/x%5cy",
+                   "/ajax/x%3by", "/ajax/x%25y", "/ajax/x%00", "/ajax/x%0a", "/ajax/%c0%ae", "/ajax/%e0%80%ae",
+                   "/ajax/x%zz", "/ajax/x%2", "/ajax\\x", "/ajax/x#y", "http://h/ajax/x", "*", "/ajax/x y",
+                   "/ajax/x;JSESSIONID=1.OX1"]:
+        assert not gate.fullmatch(f"GET {target} HTTP/1.1"), target
+
+
+def test_what_the_gate_passes_means_the_same_to_apache_and_to_the_container(dedicated):
+    """Property over the corpus, the app paths and mutations of both: for a request target the gate
+    passes, every servlet-container reading is the one path Apache maps it by. So Apache's allowlist
+    of prefixes is the container's too, and nothing it forwards can be dispatched onto SOAP."""
+    gate = _gate(_site(dedicated[0], "web1"))
+    targets = [v.path for v in pathcorpus.variants()] + [r.split(" ")[1] for r in APP_REQUESTS]
+    targets += [t.replace("%2e", ".").replace("%2f", "/").replace("%5c", "\\").replace(";x", "") for t in targets]
+    checked = 0
+    for target in targets:
+        if gate.fullmatch(f"GET {target} HTTP/1.1"):
+            checked += 1
+            view = _apache_view(target).split(";jsessionid=", 1)[0]  # the container drops the last ;params
+            assert servletpath.candidates(target) == {view}, target
+    assert checked >= 10
 
 
 def test_colocated_hosts_prefer_their_own_node(stack_config):
