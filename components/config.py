@@ -11,28 +11,20 @@ duplicates, roles) live in `_cross_checks`, which reports a key path per problem
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import re
-from collections import Counter
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
 from pydantic.alias_generators import to_camel
 
-from .sshkeys import public_key_of
-from .versions import DbFlavor, appsuite_line, recommended_sql_mode, supported_releases, DB_RELEASES
-
-NAMESPACE = "ox-estate"
+from .config_checks import cross_checks, role_references
+from .config_fields import (
+    MAX_DEPTH, MAX_LIST, NAMESPACE, Address, Bool, Cidr, ConvergeToken, DataDir, DottedVersion, Email, HostName, HostOrAddress,
+    HostRef, InstanceType, Int, JkRoute, LoginMapping, ObjectName, Port, ProviderKind, RepositoryUrl,
+    RepositoryUser, Role, ServerId, SqlMode, Text, Token, TrustedCidr, UnixUser, converge_token, raw_problems, show,
+)
+from .versions import DbFlavor, appsuite_line, recommended_sql_mode
 
 
 class ConfigError(ValueError):
@@ -44,110 +36,50 @@ class ConfigError(ValueError):
         super().__init__("invalid stack config:\n  " + "\n  ".join(lines))
 
 
-# --- field types -------------------------------------------------------------------------
-
-_HOSTNAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-# A jkroute is the text after the first dot of JSESSIONID and must equal Apache's route= exactly,
-# so no dots, separators or spaces (lab-findings: Apache balancer).
-_JKROUTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
-
-
-def _hostname(v: str) -> str:
-    if not _HOSTNAME.match(v):
-        raise ValueError(f"'{v}' is not a host name (lowercase letters, digits and '-', starting with a letter)")
-    return v
-
-
-def _jkroute(v: str) -> str:
-    if not _JKROUTE.match(v):
-        raise ValueError(
-            f"'{v}' is not a valid route token: use 1-32 letters, digits, '-' or '_' (no dots: "
-            "the route is what follows the first dot of JSESSIONID)"
-        )
-    return v
-
-
-# `converge` is rendered into the probe-and-repair steps' scripts (as a comment), so it is a plain
-# token: `pulumi up -c ox-estate:converge=$(date +%s)`.
-_CONVERGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}")
-
-
-def converge_token(v: str) -> str:
-    if not _CONVERGE.fullmatch(v):
-        raise ValueError("a converge token is 1-64 letters, digits or . _ : + - (for example $(date +%s))")
-    return v
-
-
-def _cidr(v: Any) -> ipaddress.IPv4Network:
-    try:
-        return ipaddress.IPv4Network(str(v), strict=True)
-    except ValueError as e:
-        raise ValueError(f"'{v}' is not an IPv4 CIDR: {e}") from None
-
-
-def _address(v: Any) -> str:
-    try:
-        return str(ipaddress.IPv4Address(str(v)))
-    except ValueError:
-        raise ValueError(f"'{v}' is not an IPv4 address") from None
-
-
-HostName = Annotated[str, AfterValidator(_hostname)]
-HostRef = Annotated[str, AfterValidator(_hostname)]
-JkRoute = Annotated[str, AfterValidator(_jkroute)]
-Cidr = Annotated[Any, AfterValidator(_cidr)]
-Address = Annotated[Any, AfterValidator(_address)]
-ServerId = Annotated[int, Field(ge=1, le=4294967295)]
+# Field types (whole-string patterns, numbers without coercion, safe paths and networks) live in
+# config_fields.py; the models below say which field is which.
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    # validate_default: a default passes the same rules (and conversions) as a configured value.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True,
+                              validate_default=True)
 
 
 # --- hosts -------------------------------------------------------------------------------
 
 
-class ProviderKind(StrEnum):
-    AWS = "aws"
-    STATIC = "static"
-
-
-class Role(StrEnum):
-    DB = "db"
-    MW = "mw"
-    WEB = "web"
-    NFS = "nfs"
-
-
 class HostSpec(_Model):
     name: HostName
     address: Address | None = None  # required for static hosts; AWS assigns one if absent
-    instance_type: str | None = None  # AWS only; defaults per role
+    instance_type: InstanceType | None = None  # AWS only; defaults per role
 
 
 class Bastion(_Model):
-    address: str
-    user: str = "root"
-    port: int = Field(22, ge=1, le=65535)
+    address: HostOrAddress
+    user: UnixUser = "root"
+    port: Port = 22
 
 
 class SshSettings(_Model):
-    user: str = "root"
-    port: int = Field(22, ge=1, le=65535)
+    user: UnixUser = "root"
+    port: Port = 22
     bastion: Bastion | None = None
 
 
 class AwsSettings(_Model):
     # The region is the AWS provider's own setting: `pulumi config set aws:region eu-central-1`.
-    vpc_id: str | None = None  # use an existing VPC instead of creating one
+    vpc_id: Text(r"vpc-[0-9a-f]{8,17}", "a VPC id (vpc-…)") | None = None  # an existing VPC instead of a new one
     vpc_cidr: Cidr = "10.20.0.0/16"
-    subnet_cidrs: list[Cidr] = Field(default_factory=lambda: ["10.20.1.0/24"], min_length=1)
-    subnet_ids: list[str] = Field(default_factory=list)  # with vpc_id: existing subnets
-    admin_cidr: Cidr
-    instance_types: dict[Role, str] = Field(
+    subnet_cidrs: list[Cidr] = Field(default_factory=lambda: ["10.20.1.0/24"], min_length=1, max_length=16)
+    # with vpc_id: its existing subnets
+    subnet_ids: list[Text(r"subnet-[0-9a-f]{8,17}", "a subnet id (subnet-…)")] = Field(default_factory=list,
+                                                                                     max_length=16)
+    admin_cidr: TrustedCidr
+    instance_types: dict[Role, InstanceType] = Field(
         default_factory=lambda: {Role.DB: "m6i.large", Role.MW: "m6i.xlarge", Role.WEB: "t3.medium", Role.NFS: "t3.medium"}
     )
-    root_volume_gb: int = Field(30, ge=8)
+    root_volume_gb: Int(8, 16384) = 30
 
 
 # --- database ----------------------------------------------------------------------------
@@ -155,12 +87,12 @@ class AwsSettings(_Model):
 
 class DbVersion(_Model):
     flavor: DbFlavor = DbFlavor.MARIADB
-    version: str = "10.11"
+    version: DottedVersion = "10.11"
 
 
 class Versions(_Model):
     database: DbVersion = DbVersion()
-    appsuite: str = "8"
+    appsuite: DottedVersion = "8"
 
     @field_validator("appsuite")
     @classmethod
@@ -170,8 +102,8 @@ class Versions(_Model):
 
 
 class GaleraSpec(_Model):
-    cluster_name: str = Field("ox-galera", pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    nodes: list[HostRef]
+    cluster_name: Token = "ox-galera"
+    nodes: list[HostRef] = Field(max_length=15)
     sst_method: Literal["mariabackup", "rsync"] = "mariabackup"
 
     @field_validator("nodes")
@@ -186,13 +118,25 @@ class GaleraSpec(_Model):
 class GtidMember(_Model):
     host: HostRef
     server_id: ServerId
-    gtid_domain_id: int | None = Field(None, ge=0, le=4294967295)
+    # Default: 1 for the master; in master-master mode 2 for the second master (GtidSpec.domain_of).
+    gtid_domain_id: Int(0, 4294967295) | None = None
 
 
 class GtidSpec(_Model):
     mode: Literal["master-slave", "master-master"] = "master-slave"
     master: GtidMember
     slave: GtidMember  # in master-master mode the second master
+
+    def domain_of(self, member: GtidMember) -> int:
+        """A member's gtid_domain_id. Master-master needs one per side (one domain with strict mode
+        broke both directions in 1.6 s here); a slave shares its master's."""
+        master = self.master.gtid_domain_id if self.master.gtid_domain_id is not None else 1
+        if member is self.master:
+            return master
+        if member.gtid_domain_id is not None:
+            return member.gtid_domain_id
+        # The second master's default: 2, or the next free one when the master took 2.
+        return (2 if master != 2 else 3) if self.mode == "master-master" else master
 
 
 class StandaloneSpec(_Model):
@@ -207,9 +151,9 @@ class DbTuning(_Model):
     # "ox": innodb_flush_log_at_trx_commit=0 as OX recommends (a crash of every node at once loses
     # about the last second); "strict": 1, every commit durable.
     durability: Literal["ox", "strict"] = "ox"
-    buffer_pool_percent: int = Field(50, ge=10, le=80)
-    max_connections: int = Field(505, ge=50)
-    sql_mode: str | None = None  # default: the matrix for the DB and App Suite versions
+    buffer_pool_percent: Int(10, 80) = 50
+    max_connections: Int(50, 100000) = 505
+    sql_mode: SqlMode | None = None  # default: the matrix for the DB and App Suite versions
 
 
 class DatabaseSpec(_Model):
@@ -217,7 +161,7 @@ class DatabaseSpec(_Model):
     gtid: GtidSpec | None = None
     standalone: StandaloneSpec | None = None
     configdb: TopologyName
-    userdbs: list[TopologyName] = Field(default_factory=list)  # empty: the configdb cluster also holds userdbs
+    userdbs: list[TopologyName] = Field(default_factory=list, max_length=3)  # empty: the configdb cluster also holds userdbs
     tuning: DbTuning = DbTuning()
 
 
@@ -233,48 +177,50 @@ class MiddlewareNode(_Model):
 
 class FirstContext(_Model):
     """An optional first context (createcontext), with its admin user."""
-    context_id: int = Field(1, ge=1)
-    name: str = Field("context1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    admin_user: str = Field("oxadmin", pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    admin_email: str = "oxadmin@example.com"
-    quota_mb: int = Field(1000, ge=1)
-    mappings: list[str] = Field(default_factory=list)  # login mappings (e.g. the mail domain)
+    context_id: Int(1, 2147483647) = 1
+    name: ObjectName = "context1"
+    admin_user: ObjectName = "oxadmin"
+    admin_email: Email = "oxadmin@example.com"
+    quota_mb: Int(1, 2**40) = 1000
+    mappings: list[LoginMapping] = Field(default_factory=list, max_length=100)  # login mappings (the mail domain)
 
 
 class MiddlewareSpec(_Model):
-    cluster_name: str = Field("ox-cluster", pattern=r"^[A-Za-z0-9_-]{1,64}$")  # Hazelcast group name
-    server_name: str = Field("oxserver", pattern=r"^[A-Za-z0-9_-]{1,64}$")  # registerserver -n
-    nodes: list[MiddlewareNode] = Field(min_length=1)
-    servermemory_mb: int = Field(2048, ge=512)
+    cluster_name: Token = "ox-cluster"  # Hazelcast group name
+    server_name: Token = "oxserver"  # registerserver -n
+    nodes: list[MiddlewareNode] = Field(min_length=1, max_length=500)
+    servermemory_mb: Int(512, 1048576) = 2048
     package_source: Literal["preinstalled", "repository"] = "preinstalled"
-    repository_url: str | None = None  # e.g. https://software.open-xchange.com/products/appsuite/stable/backend/DebianBookworm
-    repository_user: str | None = None  # the password is the secret oxRepositoryPassword
+    # e.g. https://software.open-xchange.com/products/appsuite/stable/backend/DebianBookworm
+    repository_url: RepositoryUrl | None = None
+    repository_user: RepositoryUser | None = None  # the password is the secret oxRepositoryPassword
     first_context: FirstContext | None = None
 
 
 class FrontendSpec(_Model):
     mode: Literal["dedicated", "colocated"] = "dedicated"
-    nodes: list[HostRef] = Field(default_factory=list)  # dedicated mode only
-    admin_networks: list[Cidr] = Field(default_factory=list)  # may reach SOAP and balancer-manager
-    max_connections: int = Field(8000, ge=100)
+    nodes: list[HostRef] = Field(default_factory=list, max_length=50)  # dedicated mode only
+    admin_networks: list[TrustedCidr] = Field(default_factory=list, max_length=64)  # may reach SOAP, balancer-manager
+    max_connections: Int(100, 200000) = 8000
 
 
 class FilestoreSpec(_Model):
     server: HostRef | None = None  # the NFS server; or, for an object store, s3Uri instead
-    s3_uri: str | None = Field(None, pattern=r"^s3://[A-Za-z0-9._-]+$")  # registerfilestore -t s3://<id>
+    # registerfilestore -t s3://<id>
+    s3_uri: Text(r"s3://[A-Za-z0-9][A-Za-z0-9._-]{0,254}", "an S3 filestore id (s3://<id>)") | None = None
     implementation: Literal["kernel", "ganesha"] = "kernel"
-    export_path: str = Field("/var/opt/filestore", pattern=r"^/[A-Za-z0-9._/-]*$")
-    mount_path: str = Field("/var/opt/filestore", pattern=r"^/[A-Za-z0-9._/-]*$")
+    export_path: DataDir = "/var/opt/filestore"
+    mount_path: DataDir = "/var/opt/filestore"
     # The open-xchange user and group: the same ids on every middleware node and the NFS server.
     # Defaults clear of Debian's system range (allocated downward from 999) and of the first
     # human users (from 1000).
-    uid: int = Field(2001, ge=100, le=65533)
-    gid: int = Field(2001, ge=100, le=65533)
+    uid: Int(100, 65533) = 2001
+    gid: Int(100, 65533) = 2001
     # "nfs": an fstab entry and a mount on every middleware node. "preprovisioned": the platform
     # already provides the shared path there (another mount mechanism, or the lab's shared dir).
     client_mount: Literal["nfs", "preprovisioned"] = "nfs"
-    size_mb: int = Field(1_000_000, ge=1)  # registerfilestore -s
-    max_contexts: int = Field(5000, ge=1)  # registerfilestore -x
+    size_mb: Int(1, 2**40) = 1_000_000  # registerfilestore -s
+    max_contexts: Int(1, 10_000_000) = 5000  # registerfilestore -x
 
     @property
     def uri(self) -> str:
@@ -285,9 +231,9 @@ class FilestoreSpec(_Model):
 class FirewallSpec(_Model):
     """nftables on static hosts (components/firewall.py): each port open only to its peers (the
     table in components/ports.py). AWS hosts get security groups from the same table instead."""
-    enabled: bool = True
+    enabled: Bool = True
     # Networks that may SSH to every host; the bastion's address is added automatically.
-    ssh_from: list[Cidr] = Field(default_factory=list)
+    ssh_from: list[TrustedCidr] = Field(default_factory=list, max_length=64)
 
 
 # --- secrets -------------------------------------------------------------------------------
@@ -306,16 +252,33 @@ SECRET_KEYS: dict[str, str] = {
 }
 
 
+def _password(v: SecretStr) -> SecretStr:
+    # Control characters are refused for every key before the model (config_fields.raw_problems).
+    if not 1 <= len(v.get_secret_value()) <= 256:
+        raise ValueError("a password needs 1-256 characters")
+    return v
+
+
+def _netrc_password(v: SecretStr) -> SecretStr:
+    # apt's auth.conf is netrc: whitespace would split the password into further tokens.
+    if any(c.isspace() for c in v.get_secret_value()):
+        raise ValueError("the repository password cannot hold whitespace (apt's auth.conf splits on it)")
+    return v
+
+
+Password = Annotated[SecretStr, AfterValidator(_password)]
+
+
 class Secrets(_Model):
-    ssh_private_key: SecretStr | None = None
-    mysql_root_password: SecretStr | None = None
-    sst_password: SecretStr | None = None
-    replication_password: SecretStr | None = None
-    configdb_password: SecretStr | None = None
-    ox_admin_master_password: SecretStr | None = None
-    hazelcast_group_password: SecretStr | None = None
-    ox_context_admin_password: SecretStr | None = None
-    ox_repository_password: SecretStr | None = None
+    ssh_private_key: SecretStr | None = None  # checked by parsing it (sshkeys.public_key_of)
+    mysql_root_password: Password | None = None
+    sst_password: Password | None = None
+    replication_password: Password | None = None
+    configdb_password: Password | None = None
+    ox_admin_master_password: Password | None = None
+    hazelcast_group_password: Password | None = None
+    ox_context_admin_password: Password | None = None
+    ox_repository_password: Annotated[Password, AfterValidator(_netrc_password)] | None = None
 
 
 # --- the whole stack -----------------------------------------------------------------------
@@ -325,7 +288,7 @@ class EstateConfig(_Model):
     provider: ProviderKind
     ssh: SshSettings = SshSettings()
     aws: AwsSettings | None = None
-    hosts: list[HostSpec] = Field(min_length=1)
+    hosts: list[HostSpec] = Field(min_length=1, max_length=MAX_LIST)
     versions: Versions = Versions()
     database: DatabaseSpec | None = None
     middleware: MiddlewareSpec | None = None
@@ -335,180 +298,21 @@ class EstateConfig(_Model):
     secrets: Secrets = Secrets()
     # Any new value re-runs every probe-and-repair step (services up, mounts, checks) once: under
     # the engine, a step whose inputs are unchanged never runs again (components/remote.py).
-    converge: Annotated[str, AfterValidator(converge_token)] | None = None
+    converge: ConvergeToken | None = None
 
     def host(self, name: str) -> HostSpec:
         return next(h for h in self.hosts if h.name == name)
 
     def roles_of(self, name: str) -> set[Role]:
-        return {role for role, hosts in _role_references(self).items() for _, ref in hosts if ref == name}
+        return {role for role, hosts in role_references(self).items() for _, ref in hosts if ref == name}
 
     @property
     def sql_mode(self) -> str:
         """The sql_mode the DB servers get: the configured one, or the matrix's."""
         if self.database and self.database.tuning.sql_mode is not None:
-            return self.database.tuning.sql_mode
+            return ",".join(m.strip().upper() for m in self.database.tuning.sql_mode.split(","))
         db = self.versions.database
         return ",".join(recommended_sql_mode(db.flavor, db.version, appsuite_line(self.versions.appsuite)) or ())
-
-
-def _role_references(cfg: EstateConfig) -> dict[Role, list[tuple[str, str]]]:
-    """Every host reference in the config, by role, as (key path, host name)."""
-    refs: dict[Role, list[tuple[str, str]]] = {role: [] for role in Role}
-    db = cfg.database
-    if db and db.galera:
-        refs[Role.DB] += [(f"database.galera.nodes[{i}]", n) for i, n in enumerate(db.galera.nodes)]
-    if db and db.gtid:
-        refs[Role.DB] += [(f"database.gtid.{side}.host", getattr(db.gtid, side).host) for side in ("master", "slave")]
-    if db and db.standalone:
-        refs[Role.DB].append(("database.standalone.host", db.standalone.host))
-    if cfg.middleware:
-        refs[Role.MW] += [(f"middleware.nodes[{i}].host", n.host) for i, n in enumerate(cfg.middleware.nodes)]
-    if cfg.frontend:
-        refs[Role.WEB] += [(f"frontend.nodes[{i}]", n) for i, n in enumerate(cfg.frontend.nodes)]
-        if cfg.frontend.mode == "colocated" and cfg.middleware:
-            refs[Role.WEB] += [(f"middleware.nodes[{i}].host", n.host)
-                               for i, n in enumerate(cfg.middleware.nodes) if n.role == "backend"]
-    if cfg.filestore and cfg.filestore.server:
-        refs[Role.NFS].append(("filestore.server", cfg.filestore.server))
-    return refs
-
-
-def _duplicates(values: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    """The (path, value) pairs whose value appeared earlier in the list."""
-    counts = Counter(v for _, v in values)
-    seen: set[Any] = set()
-    dups = []
-    for path, v in values:
-        if counts[v] > 1 and v in seen:
-            dups.append((path, v))
-        seen.add(v)
-    return dups
-
-
-def _cross_checks(cfg: EstateConfig) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    names = [h.name for h in cfg.hosts]
-
-    for path, name in _duplicates([(f"hosts[{i}].name", h.name) for i, h in enumerate(cfg.hosts)]):
-        problems.append((path, f"duplicate host name '{name}'"))
-    addresses = [(f"hosts[{i}].address", h.address) for i, h in enumerate(cfg.hosts) if h.address]
-    for path, addr in _duplicates(addresses):
-        problems.append((path, f"duplicate address {addr}"))
-
-    refs = _role_references(cfg)
-    for role_refs in refs.values():
-        for path, name in role_refs:
-            if name not in names:
-                problems.append((path, f"unknown host '{name}' (not in {NAMESPACE}:hosts)"))
-    # One DB server per host: two would fight over port 3306 and the datadir.
-    for path, name in _duplicates(refs[Role.DB]):
-        problems.append((path, f"host '{name}' already holds a database server"))
-    for path, name in _duplicates(refs[Role.MW]):
-        problems.append((path, f"host '{name}' is listed twice as a middleware node"))
-
-    if cfg.provider == ProviderKind.STATIC:
-        for i, h in enumerate(cfg.hosts):
-            if h.address is None:
-                problems.append((f"hosts[{i}].address", f"static host '{h.name}' needs an address"))
-    elif cfg.aws is None:
-        problems.append(("aws", "the aws provider needs an 'aws' section (at least adminCidr)"))
-    if cfg.secrets.ssh_private_key is None:
-        problems.append(("sshPrivateKey", "missing SSH private key for the hosts: "
-                         f"pulumi config set --secret {NAMESPACE}:sshPrivateKey < key"))
-    else:
-        try:
-            public_key_of(cfg.secrets.ssh_private_key.get_secret_value())
-        except ValueError as e:
-            problems.append(("sshPrivateKey", str(e)))
-
-    problems += _database_checks(cfg)
-    problems += _middleware_checks(cfg)
-    problems += _firewall_checks(cfg)
-    return problems
-
-
-def _database_checks(cfg: EstateConfig) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    db = cfg.versions.database
-    if (db.flavor, db.version) not in DB_RELEASES:
-        problems.append(("versions.database.version",
-                         f"unknown {db.flavor} version '{db.version}' (supported: {', '.join(supported_releases())})"))
-        return problems  # the rest depends on a known release
-    if cfg.database is None:
-        return problems
-
-    spec = cfg.database
-    for path, name in [("database.configdb", spec.configdb)] + [
-        (f"database.userdbs[{i}]", n) for i, n in enumerate(spec.userdbs)
-    ]:
-        if getattr(spec, name) is None:
-            problems.append((path, f"'{name}' is named but database.{name} is not configured"))
-    if spec.gtid and spec.gtid.master.server_id == spec.gtid.slave.server_id:
-        problems.append(("database.gtid.slave.serverId",
-                         f"server-id {spec.gtid.slave.server_id} is already the master's; the pair needs distinct ids"))
-    if spec.gtid and spec.gtid.mode == "master-master":
-        d1, d2 = spec.gtid.master.gtid_domain_id, spec.gtid.slave.gtid_domain_id
-        if d1 is not None and d1 == d2:
-            problems.append(("database.gtid.slave.gtidDomainId",
-                             "master-master needs a distinct gtid_domain_id per side (same domain breaks replication)"))
-
-    line = appsuite_line(cfg.versions.appsuite)
-    allowed = recommended_sql_mode(db.flavor, db.version, line)
-    if allowed is None:
-        problems.append(("versions.appsuite",
-                         f"App Suite {cfg.versions.appsuite} is not supported on {db.flavor} {db.version}"))
-    elif spec.tuning.sql_mode is not None:
-        modes = [m.strip().upper() for m in spec.tuning.sql_mode.split(",") if m.strip()]
-        bad = [m for m in modes if m not in allowed]
-        if bad:
-            problems.append(("database.tuning.sqlMode",
-                             f"{', '.join(bad)} not supported for App Suite {cfg.versions.appsuite} on "
-                             f"{db.flavor} {db.version} (allowed: {','.join(allowed)})"))
-    return problems
-
-
-def _firewall_checks(cfg: EstateConfig) -> list[tuple[str, str]]:
-    """The host firewall admits SSH only from firewall.sshFrom and the bastion; AWS has its own."""
-    if cfg.provider == ProviderKind.AWS:
-        if "firewall" in cfg.model_fields_set:
-            return [("firewall", "the aws provider's security groups are the firewall there (SSH from "
-                                 "aws.adminCidr); remove the firewall section")]
-        return []
-    if cfg.firewall.enabled and not cfg.firewall.ssh_from and cfg.ssh.bastion is None:
-        return [("firewall.sshFrom", "the host firewall admits SSH only from firewall.sshFrom and the bastion: "
-                                     "list the networks you deploy from (e.g. [203.0.113.0/24]), "
-                                     "or set firewall.enabled: false")]
-    return []
-
-
-def _middleware_checks(cfg: EstateConfig) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    mw = cfg.middleware
-    if mw:
-        routes = [(f"middleware.nodes[{i}].jkroute", n.jkroute) for i, n in enumerate(mw.nodes)]
-        for path, route in _duplicates(routes):
-            problems.append((path, f"duplicate jkroute '{route}': each node needs its own route"))
-        if mw.package_source == "repository" and not mw.repository_url:
-            problems.append(("middleware.repositoryUrl", "packageSource 'repository' needs a repositoryUrl"))
-        if mw.package_source == "repository" and cfg.secrets.ox_repository_password is None:
-            problems.append(("oxRepositoryPassword", "packageSource 'repository' needs the repository password: "
-                             f"pulumi config set --secret {NAMESPACE}:oxRepositoryPassword"))
-        if cfg.database is None:
-            problems.append(("middleware", "middleware needs a database section for its configdb"))
-    fs = cfg.filestore
-    if fs and (fs.server is None) == (fs.s3_uri is None):
-        problems.append(("filestore", "set either server (an NFS filestore) or s3Uri (an S3 filestore), not both"))
-    fe = cfg.frontend
-    if fe:
-        backends = [n for n in mw.nodes if n.role == "backend"] if mw else []
-        if not backends:
-            problems.append(("frontend", "a frontend needs middleware backend nodes behind it (middleware.nodes)"))
-        if fe.mode == "dedicated" and not fe.nodes:
-            problems.append(("frontend.nodes", "dedicated frontends need at least one host"))
-        if fe.mode == "colocated" and fe.nodes:
-            problems.append(("frontend.nodes", "colocated frontends run on the middleware nodes; leave nodes empty"))
-    return problems
 
 
 # --- reading Pulumi config -----------------------------------------------------------------
@@ -521,33 +325,51 @@ def _error_path(loc: tuple[Any, ...]) -> str:
     return path
 
 
-def parse(raw: dict[str, Any], secret_keys: set[str] = frozenset()) -> EstateConfig:
-    """Build the model from `{key: value}` without the namespace. Raises ConfigError."""
-    problems: list[tuple[str, str]] = []
+def parse(raw: dict[str, Any], secret_keys: set[str] = frozenset(),
+          problems: list[tuple[str, str]] | None = None) -> EstateConfig:
+    """Build the model from `{key: value}` without the namespace. Raises ConfigError.
+
+    `problems`: ones found while reading the raw values (load), reported with the rest."""
+    problems = list(problems or [])
     data: dict[str, Any] = {"secrets": {}}
+    rejected: set[str] = set()
     for key, value in raw.items():
-        if key in SECRET_KEYS:
+        raw_found = raw_problems(key, value, multiline_ok=key == "sshPrivateKey") if key_known(key) else []
+        problems += raw_found
+        if raw_found:
+            rejected.add(key)
+        elif key in SECRET_KEYS:
             if key not in secret_keys:
                 problems.append((key, f"holds a secret but is stored in plain text: "
                                       f"pulumi config set --secret {NAMESPACE}:{key}"))
             data["secrets"][key] = value
-        elif key in EstateConfig.model_fields or key in {f.alias for f in EstateConfig.model_fields.values()}:
+        elif key_known(key):
             data[key] = value
         else:
-            problems.append((key, "unknown key (known: " + ", ".join(sorted(
-                [f.alias or n for n, f in EstateConfig.model_fields.items() if n != "secrets"] + list(SECRET_KEYS)
-            )) + ")"))
+            problems.append((show(key)[1:-1] if len(key) > 64 else key, "unknown key (known: " + ", ".join(
+                sorted(_CONFIG_KEYS | set(SECRET_KEYS))) + ")"))
     try:
         cfg = EstateConfig.model_validate(data)
     except ValidationError as e:
         for err in e.errors():
             loc = err["loc"][1:] if err["loc"][:1] == ("secrets",) else err["loc"]
+            if loc and loc[0] in rejected:
+                continue  # already reported, and left out
             problems.append((_error_path(loc), err["msg"].removeprefix("Value error, ")))
         raise ConfigError(problems) from None
-    problems += _cross_checks(cfg)
+    problems += cross_checks(cfg)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return cfg
+
+
+# Top-level keys in their one spelling (camelCase). `secrets` is the model's own field, never a
+# key: secrets come only as their own keys, each checked for --secret.
+_CONFIG_KEYS = {f.alias or n for n, f in EstateConfig.model_fields.items() if n != "secrets"}
+
+
+def key_known(key: str) -> bool:
+    return key in _CONFIG_KEYS or key in SECRET_KEYS
 
 
 def load() -> EstateConfig:
@@ -556,14 +378,18 @@ def load() -> EstateConfig:
 
     all_config = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     raw: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
     for full_key, value in all_config.items():
         namespace, _, key = full_key.partition(":")
         if namespace != NAMESPACE:
             continue
-        raw[key] = _decode(value)
+        try:
+            raw[key] = _decode(value)
+        except RecursionError:
+            problems.append((key, f"nested deeper than {MAX_DEPTH} levels"))
     secret_keys = {k for k in raw if runtime_config.is_config_secret(f"{NAMESPACE}:{k}")}
     secret_keys |= {k.partition(":")[2] for k in runtime_config.get_config_secret_keys_env()}
-    return parse(raw, secret_keys)
+    return parse(raw, secret_keys, problems)
 
 
 def _decode(value: Any) -> Any:

@@ -87,14 +87,10 @@ class GtidPair(pulumi.ComponentResource):
 def _files(cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], member: GtidMember, side: int,
            read_only: bool) -> pulumi.Output[dict]:
     spec = cfg.database.gtid
-    # Master-master needs a domain per side (one domain with strict mode broke both directions
-    # in 1.6 s here); master/slave shares the master's.
-    master_domain = spec.master.gtid_domain_id if spec.master.gtid_domain_id is not None else 1
-    default_domain = side if spec.mode == "master-master" else master_domain
     gtid = mycnf.gtid_cnf(
         role="master" if side == 1 else ("second master" if spec.mode == "master-master" else "slave"),
         mode=spec.mode, server_id=member.server_id,
-        gtid_domain_id=member.gtid_domain_id if member.gtid_domain_id is not None else default_domain,
+        gtid_domain_id=spec.domain_of(member),
         auto_increment_offset=side, read_only=read_only,
     )
     return tunings_only(cfg, host, facts, {"gtid.cnf": gtid})

@@ -39,6 +39,7 @@ _SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 # Probe-and-repair steps: re-running one brings its piece back to what the config says (a stopped
 # service started, a lost mount mounted, a check run again) and changes nothing that is right.
 CONVERGING = frozenset({
+    "firewall.sh.j2",  # a flushed or edited nftables table is loaded again
     "db/mariadb-start.sh.j2", "db/galera-bootstrap.sh.j2", "db/galera-join.sh.j2", "db/galera-verify.sh.j2",
     "db/gtid-replica.sh.j2", "db/clustercheck.sh.j2",
     "mw/haproxy.sh.j2", "mw/ox-configure.sh.j2",
@@ -121,7 +122,8 @@ def render_step(step: str, host_name: str, template: str, values: Mapping[str, A
 
 def command_line(step: str, script: str) -> str:
     """`bash -c '<script>' <step>`: what the provider runs; visible in `ps`, so never a secret."""
-    return render("command.j2", script=script, step=step)
+    # A whole script spans lines by nature: it is one shell word for `bash -c`, quoted as such.
+    return render("command.j2", script=Rendered(script), step=step)
 
 
 def _command(step: str, host: Host, template: str, values: dict[str, Any], converge: str = "") -> pulumi.Output[str]:

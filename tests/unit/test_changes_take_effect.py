@@ -26,6 +26,7 @@ from components.hosts import static_hosts
 from components.parse import parse_context_id, parse_registered_id
 from components.remote import command_line, render_step
 from components.render import Rendered
+from components.secrets import mysql_native_hash
 from harness import Recording, run_built, run_program, script_of
 from conftest import BASE_CONFIG
 
@@ -433,7 +434,7 @@ def test_the_start_step_never_restarts_for_a_new_server_id(tmp_path):
 
 JOIN = {"datadir": "/var/lib/mysql", "cluster_name": "oxcluster", "config_digest": "d2"}
 BOOTSTRAP = {**JOIN, "sst_user": "sstuser", "peers": []}
-DB_SECRETS = _b64(MYSQL_ROOT_PASSWORD="root-pw-1", SST_PASSWORD="sst-pw-2")
+DB_SECRETS = _b64(MYSQL_ROOT_HASH=mysql_native_hash("root-pw-1"), SST_HASH=mysql_native_hash("sst-pw-2"))
 
 
 @needs_root
@@ -503,7 +504,7 @@ esac
 def _ox_configure(box: Box, servermemory: int):
     values = {"write_host": "127.0.0.1", "write_port": 3307, "read_host": "127.0.0.1", "read_port": 3306,
               "db_user": "openexchange", "db_name": "configdb", "server_name": "oxserver", "cluster_name": "ox",
-              "jkroute": "OX1", "servermemory": servermemory, "hazelcast": "com.openexchange.hazelcast.enabled=true\n",
+              "jkroute": "OX1", "servermemory": servermemory, "hazelcast": Rendered("com.openexchange.hazelcast.enabled=true\n"),
               "hazelcast_group_password": False, "replication_monitor": "false"}
     secrets = _b64(CONFIGDB_PASSWORD="cdb-pw", OX_ADMIN_MASTER_PASSWORD=MASTER)
     return box.run("mw/ox-configure.sh.j2", values, stdin=secrets, step="ox-mw-mw1-configure", host="mw1")

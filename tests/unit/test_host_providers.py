@@ -90,11 +90,11 @@ def test_commands_reach_aws_hosts_on_their_public_address(aws_recording):
 
 
 def test_existing_vpc_is_used_as_given(stack_config):
-    aws = dict(AWS, aws={"adminCidr": "203.0.113.0/24", "vpcId": "vpc-123", "subnetIds": ["subnet-a", "subnet-b"]})
+    aws = dict(AWS, aws={"adminCidr": "203.0.113.0/24", "vpcId": "vpc-0a1b2c3d", "subnetIds": ["subnet-0aaa1111", "subnet-0bbb2222"]})
     recording = run_program(stack_config(**aws), {"sshPrivateKey"})
     assert recording.of_type("aws:ec2/vpc:Vpc") == []
     subnets = {unwrap(r.inputs)["subnetId"] for r in recording.of_type("aws:ec2/instance:Instance")}
-    assert subnets == {"subnet-a", "subnet-b"}
+    assert subnets == {"subnet-0aaa1111", "subnet-0bbb2222"}
 
 
 def test_static_hosts_through_a_bastion(stack_config, ssh_key):
