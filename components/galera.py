@@ -26,7 +26,7 @@ from .hosts import Host
 from .mariadb import DATADIR, config_digest, install_and_configure
 from .parse import parse_json_line
 from .remote import phase_steps
-from .secrets import StackSecrets
+from .secrets import StackSecrets, native_hash
 
 SST_USER = "sstuser"
 
@@ -50,7 +50,11 @@ class GaleraCluster(pulumi.ComponentResource):
         galera = cfg.database.galera
         self.cluster_name = galera.cluster_name
         self.node_addresses = [h.address for h in hosts]
+        # configure writes the client files (they log in: the passwords); bootstrap sets the accounts
+        # (the hashes: what the statements carry reaches galera.cache on every node).
         db_secrets = {"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password, "SST_PASSWORD": secrets.sst_password}
+        account_hashes = {"MYSQL_ROOT_HASH": native_hash(secrets.mysql_root_password),
+                          "SST_HASH": native_hash(secrets.sst_password)}
 
         step = phase_steps(name, self, "db/")
 
@@ -60,7 +64,7 @@ class GaleraCluster(pulumi.ComponentResource):
         common = {"datadir": DATADIR}
 
         first, *others = hosts
-        previous = step(first, "bootstrap", "galera-bootstrap.sh.j2", secrets=db_secrets,
+        previous = step(first, "bootstrap", "galera-bootstrap.sh.j2", secrets=account_hashes,
                         values={**common, "cluster_name": galera.cluster_name, "sst_user": SST_USER,
                                 "peers": [h.address for h in others],
                                 "config_digest": config_digest(files[first.name])},

@@ -8,6 +8,7 @@ import pulumi
 
 from .hosts import Host
 from .remote import run_script
+from .secrets import native_hash
 
 OX_DB_USER = "openexchange"
 # oxpedia "Creating Open-Xchange user" (grep GRANT /opt/open-xchange/sbin/initconfigdb).
@@ -21,4 +22,4 @@ def grant_openexchange(name: str, write_instance: Host, clients: Sequence[pulumi
     """`<name>-ox-grants` on a write instance, for each middleware address in `clients`."""
     return run_script(f"{name}-ox-grants", write_instance, "db/ox-grants.sh.j2", parent=parent,
                       values={"user": OX_DB_USER, "privileges": OX_DB_PRIVILEGES, "clients": list(clients)},
-                      secrets={"CONFIGDB_PASSWORD": password}, depends_on=depends_on)
+                      secrets={"CONFIGDB_HASH": native_hash(password)}, depends_on=depends_on)

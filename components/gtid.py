@@ -26,7 +26,7 @@ from .hosts import Host
 from .mariadb import config_digest, install_and_configure, tunings_only
 from .parse import parse_json_line
 from .remote import phase_steps
-from .secrets import StackSecrets
+from .secrets import StackSecrets, native_hash
 
 REPL_USER = "repl"
 SEED_USER = "ox_seed"
@@ -48,7 +48,11 @@ class GtidPair(pulumi.ComponentResource):
         both_write = spec.mode == "master-master"
         self.master_address, self.slave_address = master.address, slave.address
         root = {"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password}
-        repl = {**root, "REPLICATION_PASSWORD": secrets.replication_password}
+        # The accounts get hashes (what their statements carry reaches the binlog); the replica
+        # logs in to its source, so it needs the replication password itself.
+        hashes = {"MYSQL_ROOT_HASH": native_hash(secrets.mysql_root_password),
+                  "REPLICATION_HASH": native_hash(secrets.replication_password)}
+        repl = {"REPLICATION_PASSWORD": secrets.replication_password}
 
         step = phase_steps(name, self, "db/")
 
@@ -62,7 +66,7 @@ class GtidPair(pulumi.ComponentResource):
                                       values={"server_id": member.server_id, "config_digest": config_digest(files)})
 
         def link(source: Host, replica: Host, seed: bool, after: list) -> pulumi.Resource:
-            accounts = step(source, "accounts", "gtid-master-accounts.sh.j2", secrets=repl, depends_on=after,
+            accounts = step(source, "accounts", "gtid-master-accounts.sh.j2", secrets=hashes, depends_on=after,
                             values={"peer_address": replica.address, "repl_user": REPL_USER, "seed_user": SEED_USER})
             return step(replica, "replica", "gtid-replica.sh.j2", secrets=repl, depends_on=[accounts],
                         values={"source_address": source.address, "repl_user": REPL_USER,

@@ -16,7 +16,7 @@ from .grants import grant_openexchange
 from .hosts import Host
 from .mariadb import config_digest, install_and_configure, tunings_only
 from .remote import phase_steps
-from .secrets import StackSecrets
+from .secrets import StackSecrets, native_hash
 
 
 class StandaloneDb(pulumi.ComponentResource):
@@ -38,7 +38,7 @@ class StandaloneDb(pulumi.ComponentResource):
         # The digest makes a settings change reach the start step, which restarts for it.
         started = step(host, "start", "mariadb-start.sh.j2", depends_on=[configured],
                        values={"server_id": server_id, "config_digest": config_digest(files)})
-        root = step(host, "root", "mariadb-root.sh.j2", secrets={"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password},
+        root = step(host, "root", "mariadb-root.sh.j2", secrets={"MYSQL_ROOT_HASH": native_hash(secrets.mysql_root_password)},
                     depends_on=[started])
         grants = grant_openexchange(f"{name}-{host.name}", host, ox_clients, secrets.configdb_password,
                                     parent=self, depends_on=[root])

@@ -49,10 +49,11 @@ def test_configure_and_install_run_in_parallel_across_nodes(recording):
 
 
 def test_passwords_travel_on_stdin_only(recording):
-    for name in ("ox-galera-db1-bootstrap", "ox-galera-db2-configure"):
+    """configure writes root's client file (the password); bootstrap sets the account (its hash)."""
+    for name, key in (("ox-galera-db1-bootstrap", "MYSQL_ROOT_HASH="), ("ox-galera-db2-configure", "MYSQL_ROOT_PASSWORD=")):
         step = recording.named(name)
         assert is_secret(step.inputs["stdin"])
-        assert "MYSQL_ROOT_PASSWORD=" in unwrap(step.inputs["stdin"])
+        assert key in unwrap(step.inputs["stdin"])
         assert ROOT_PW not in unwrap(step.inputs["create"])
         assert step.inputs["logging"] == "none"
     join = recording.named("ox-galera-db2-join")
@@ -91,7 +92,7 @@ def test_openexchange_grants_once_for_every_middleware_host(recording):
     assert "for client in 10.0.0.21 10.0.0.22 ;" in script
     assert ("wanted='CREATE, LOCK TABLES, REFERENCES, INDEX, DROP, DELETE, ALTER, SELECT, UPDATE, INSERT, "
             "CREATE TEMPORARY TABLES, SHOW VIEW, SHOW DATABASES'") in script
-    assert is_secret(step.inputs["stdin"]) and "CONFIGDB_PASSWORD=" in unwrap(step.inputs["stdin"])
+    assert is_secret(step.inputs["stdin"]) and unwrap(step.inputs["stdin"]).startswith("CONFIGDB_HASH=")
     for i in (1, 2, 3):
         assert recording.named(f"ox-galera-db{i}-verify").urn in step.dependencies
     assert not [r for r in recording.registrations if r.name in ("ox-galera-db2-ox-grants", "ox-galera-db3-ox-grants")]
