@@ -357,6 +357,8 @@ def parse(raw: dict[str, Any], secret_keys: set[str] = frozenset(),
                 continue  # already reported, and left out
             problems.append((_error_path(loc), err["msg"].removeprefix("Value error, ")))
         raise ConfigError(problems) from None
+    if rejected:  # the cross checks would miss those keys, and blame others for it
+        raise ConfigError(problems)
     problems += cross_checks(cfg)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))

@@ -179,11 +179,10 @@ _SYSTEM_DIRS = ("/", "/var", "/var/lib", "/var/opt", "/opt", "/srv", "/home", "/
 
 
 def _data_dir(v: str) -> str:
+    # A segment starts with a letter, digit or '_': so no '.' or '..' segment, and no hidden one.
     if not re.fullmatch(r"(/[A-Za-z0-9_][A-Za-z0-9._-]{0,63}){1,16}", v):
-        raise ValueError(f"{show(v)} is not an absolute path of plain segments (letters, digits, . _ -; "
-                         "no '//', no trailing '/', no '..')")
-    if any(seg in (".", "..") for seg in v.split("/")):
-        raise ValueError(f"{show(v)} has a '.' or '..' segment")
+        raise ValueError(f"{show(v)} is not an absolute path of plain segments (letters, digits, . _ -, "
+                         "each starting with a letter, digit or _; no '.' or '..', no '//', no trailing '/')")
     if v in _SYSTEM_DIRS or any(v == t or v.startswith(t + "/") for t in _SYSTEM_TREES):
         raise ValueError(f"{show(v)} is a system directory: the filestore gets a directory of its own "
                          "(e.g. /var/opt/filestore)")

@@ -145,3 +145,121 @@ def test_valid_sql_mode_subset_is_accepted(stack_config):
     cfg = parse(stack_config(database={"galera": {"nodes": ["db1", "db2", "db3"]}, "configdb": "galera",
                                        "tuning": {"sqlMode": "NO_ENGINE_SUBSTITUTION"}}), SECRET)
     assert cfg.sql_mode == "NO_ENGINE_SUBSTITUTION"
+
+
+# --- the catalogue (tests/unit/config_catalogue.py) ----------------------------------------
+
+from config_catalogue import CATALOGUE, DROP, edited  # noqa: E402
+from conftest import BASE_CONFIG  # noqa: E402
+
+
+def _catalogue_config(ssh_key: str, case: str, edits: dict) -> tuple[dict, set[str]]:
+    cfg = edited({**BASE_CONFIG, "sshPrivateKey": ssh_key}, edits)
+    # Secrets are set with --secret, except in the cases about plain text.
+    secret_keys = SECRET if "plaintext" in case else SECRET | set(config.SECRET_KEYS)
+    return cfg, secret_keys
+
+
+def _named(problems: list[tuple[str, str]], path: str, words: str) -> bool:
+    return any(p.startswith(path) and words in m for p, m in problems)
+
+
+def test_the_catalogue_is_large_and_varied():
+    """At least 120 invalid configs, each with its own name, covering every top-level section."""
+    assert len(CATALOGUE) >= 120
+    assert len({case for case, *_ in CATALOGUE}) == len(CATALOGUE)
+    sections = {path.split(".")[0].split("[")[0] for _, _, path, _ in CATALOGUE}
+    assert {"hosts", "ssh", "aws", "versions", "database", "middleware", "frontend", "filestore", "firewall",
+            "converge", "secrets", "mysqlRootPassword", "oxRepositoryPassword"} <= sections
+
+
+@pytest.mark.parametrize("case,edits,path,words", CATALOGUE, ids=[c[0] for c in CATALOGUE])
+def test_catalogue_config_is_refused_naming_the_key(ssh_key, case, edits, path, words):
+    """Refused by config.parse with the key path and the reason; the message stays short whatever
+    the value (a 10 MB value is not echoed back)."""
+    cfg, secret_keys = _catalogue_config(ssh_key, case, edits)
+    with pytest.raises(ConfigError) as err:
+        parse(cfg, secret_keys)
+    assert _named(err.value.problems, path, words), err.value.problems
+    assert len(str(err.value)) < 4000
+
+
+@pytest.mark.parametrize("case,edits,path,words", CATALOGUE, ids=[c[0] for c in CATALOGUE])
+def test_catalogue_config_registers_nothing(ssh_key, case, edits, path, words):
+    """Through the whole program (config as the CLI passes it, JSON text): the same error, and
+    no resource registered, not even a random password."""
+    cfg, secret_keys = _catalogue_config(ssh_key, case, edits)
+    recording = None
+    with pytest.raises(ConfigError) as err:
+        recording = run_program(cfg, secret_keys)
+    assert recording is None
+    assert _named(err.value.problems, path, words), err.value.problems
+    from pulumi.runtime.settings import SETTINGS
+    assert [urn for urn in SETTINGS.monitor.resources if "pulumi:pulumi:Stack" not in urn] == []
+
+
+VALID_CONTROLS = [
+    ("the base config", {}),
+    ("a first context with mappings", {"middleware.firstContext": {"contextId": 7, "name": "ctx.1",
+                                                                   "adminEmail": "ops+ox@mail.example.com",
+                                                                   "mappings": ["example.com", "ox@example.com"]}}),
+    ("master-master with default domains", {"database.gtid.mode": "master-master"}),
+    ("master-master with the master on domain 2", {"database.gtid.mode": "master-master",
+                                                   "database.gtid.master.gtidDomainId": 2}),
+    ("numbers as text, as the CLI passes plain values", {"database.gtid.master.serverId": "41", "ssh.port": "2222"}),
+    ("booleans as text", {"firewall.enabled": "false", "firewall.sshFrom": DROP}),
+    ("a filestore under /srv", {"filestore.exportPath": "/srv/ox/filestore", "filestore.mountPath": "/srv/ox/fs"}),
+    ("a bastion by DNS name", {"ssh.bastion": {"address": "jump-1.ops.example.com", "user": "deploy", "port": 2222}}),
+    ("OX's repository", {"middleware.packageSource": "repository", "oxRepositoryPassword": "s3cr3t!\"'$`\\",
+                         "middleware.repositoryUrl": "https://software.example.com/products/appsuite/stable/backend/",
+                         "middleware.repositoryUser": "customer-1"}),
+    ("passwords with shell and SQL metacharacters", {"mysqlRootPassword": "a'b\"c$(d)`e`\\f;g%h",
+                                                      "configdbPassword": "OX_EOF", "sstPassword": " spaced out "}),
+    ("an sql_mode subset, spaced", {"database.tuning.sqlMode": " no_engine_substitution "}),
+    ("aws with an existing VPC", {"provider": "aws", "aws": {"adminCidr": "198.51.100.0/24", "vpcId": "vpc-0a1b2c3d",
+                                                             "subnetIds": ["subnet-0a1b2c3d"]}, "firewall": DROP,
+                                  "hosts": [{"name": h["name"]} for h in BASE_CONFIG["hosts"]]}),
+    ("one host on loopback", {"hosts": [{"name": "ox", "address": "127.0.0.1"}], "database": DROP,
+                              "middleware": DROP, "filestore": DROP, "frontend": DROP}),
+    ("1,000 hosts", {"hosts": [{"name": f"h{i}", "address": f"10.{i // 250}.{i % 250}.1"} for i in range(1000)],
+                     "database": DROP, "middleware": DROP, "filestore": DROP, "frontend": DROP}),
+]
+
+
+@pytest.mark.parametrize("case,edits", VALID_CONTROLS, ids=[c[0] for c in VALID_CONTROLS])
+def test_valid_controls_are_accepted(ssh_key, case, edits):
+    """The rules refuse what is unsafe, not what operators legitimately write."""
+    cfg, secret_keys = _catalogue_config(ssh_key, case, edits)
+    parsed = parse(cfg, secret_keys)
+    assert parsed.hosts
+
+
+def test_numbers_as_text_become_numbers_and_sql_mode_is_normalized(ssh_key):
+    cfg, keys = _catalogue_config(ssh_key, "", {"database.gtid.master.serverId": "41",
+                                                "database.tuning.sqlMode": " no_engine_substitution "})
+    parsed = parse(cfg, keys)
+    assert parsed.database.gtid.master.server_id == 41
+    assert parsed.sql_mode == "NO_ENGINE_SUBSTITUTION"
+
+
+def test_master_master_defaults_never_collide(ssh_key):
+    """The second master's default domain steps aside when the master took 2."""
+    for master, expected in ((None, (1, 2)), (2, (2, 3)), (5, (5, 2))):
+        edits = {"database.gtid.mode": "master-master"}
+        if master is not None:
+            edits["database.gtid.master.gtidDomainId"] = master
+        gtid = parse(*_catalogue_config(ssh_key, "", edits)).database.gtid
+        assert (gtid.domain_of(gtid.master), gtid.domain_of(gtid.slave)) == expected
+
+
+def test_json_nested_past_the_parser_is_an_error_not_a_crash(ssh_key):
+    """Structured config arrives as JSON text; 100,000 levels would raise RecursionError in json."""
+    import pulumi
+
+    from harness import to_pulumi_config
+
+    values, secret = to_pulumi_config({**BASE_CONFIG, "sshPrivateKey": ssh_key}, SECRET)
+    values["ox-estate:database"] = "[" * 100_000 + "]" * 100_000
+    pulumi.runtime.set_all_config(values, secret)
+    with pytest.raises(ConfigError, match=r"ox-estate:database: nested deeper than"):
+        config.load()
