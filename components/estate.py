@@ -1,8 +1,9 @@
 """Estate: wires one stack's components together.
 
-hosts -> baseline -> databases (Galera, GTID pair, standalone) -> read/write split (HAProxy on the
-middleware nodes) -> middleware -> filestore mounts -> registration -> frontends. Each tier takes
-the hosts and the outputs of the tiers it depends on, and waits only for what it needs.
+hosts -> firewall (static hosts) -> baseline -> databases (Galera, GTID pair, standalone) ->
+read/write split (HAProxy on the middleware nodes) -> middleware -> filestore mounts ->
+registration -> frontends. Each tier takes the hosts and the outputs of the tiers it depends on,
+and waits only for what it needs.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import pulumi
 
 from .baseline import HostBaseline
-from .config import EstateConfig
+from .config import EstateConfig, ProviderKind
 from .dbproxy import ReadWriteSplit
 from .filestore import NfsFilestore
+from .firewall import HostFirewall, HostFirewallArgs
 from .frontend import ApacheFrontend, Backend
 from .galera import GaleraCluster
 from .gtid import GtidPair
@@ -33,6 +35,8 @@ class Estate(pulumi.ComponentResource):
 
         self.secrets = stack_secrets(cfg, parent=self)
         hosts = provision_hosts(cfg, self.secrets.ssh_private_key, parent=self)
+        if cfg.provider == ProviderKind.STATIC and cfg.firewall.enabled:  # AWS: security groups
+            hosts = HostFirewall(f"{name}-firewall", self._firewall_args(cfg, hosts), child).hosts
         baseline = HostBaseline(f"{name}-baseline", cfg, hosts, child)
         self.hosts = baseline.hosts
 
@@ -103,6 +107,14 @@ class Estate(pulumi.ComponentResource):
             if self.registration.context_id is not None:
                 out.update(contextId=self.registration.context_id)
         return out
+
+    @staticmethod
+    def _firewall_args(cfg: EstateConfig, hosts: dict) -> HostFirewallArgs:
+        bastion = cfg.ssh.bastion
+        return HostFirewallArgs(
+            hosts=hosts, ssh_port=cfg.ssh.port, ssh_from=[str(n) for n in cfg.firewall.ssh_from],
+            bastion=bastion.address if bastion else None,
+            admin_networks=[str(n) for n in cfg.frontend.admin_networks] if cfg.frontend else [])
 
     def _frontend(self, name: str, cfg: EstateConfig, child: pulumi.ResourceOptions) -> ApacheFrontend:
         """Apache in front of the middleware's backend nodes: on its own hosts, or on those nodes."""

@@ -16,6 +16,7 @@ What listens where, and why a port is absent (checked against the templates):
 | 8009 | OX's HTTP connector | Apache: the web hosts, or in colocated mode the backend OX hosts themselves (they are web hosts then, `EstateConfig.roles_of`) |
 | 2049 | NFSv4 (nfs-kernel-server or nfs-ganesha; v4 only, so no rpcbind or mountd) | OX nodes |
 | 80, 443 | Apache | anyone |
+| 8088 (`frontend.ADMIN_PORT`) | Apache's admin listener: SOAP and balancer-manager | `frontend.adminNetworks` |
 | 22 | sshd | the admin networks (AWS: `aws.adminCidr`; static: `firewall.sshFrom`, the bastion, and the firewall refuses a ruleset that would shut out the deploying side) |
 
 Never open to another host, so never in the table: HAProxy's 3306/3307 on OX nodes (bound to
@@ -27,12 +28,13 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 from .config import Role
+from .frontend import ADMIN_PORT
 
 # Sources (and, for ADMIN, a destination) besides the roles.
 ANYWHERE = "0.0.0.0/0"
 ADMIN = "admin"  # as a destination: every host; as a source: the networks that administer the estate
 # frontend.adminNetworks (the networks that may reach SOAP and balancer-manager), for a port that
-# only they may reach. No row uses it yet; both renderers handle it.
+# only they may reach. Empty: nobody.
 ADMIN_NETWORKS = "adminNetworks"
 
 SSH_PORT = 22  # the table's SSH row; static hosts open `ssh.port` instead where it differs
@@ -65,9 +67,8 @@ PORT_RULES: list[PortRule] = [
     PortRule(Role.NFS, 2049, 2049, "tcp", Role.MW, "NFSv4 filestore mounts"),
     PortRule(Role.WEB, 80, 80, "tcp", ANYWHERE, "HTTP from clients"),
     PortRule(Role.WEB, 443, 443, "tcp", ANYWHERE, "HTTPS from clients"),
-    # An Apache listener for the admin networks only (e.g. SOAP or balancer-manager on a port of
-    # its own) goes here, as:
-    #   PortRule(Role.WEB, <port>, <port>, "tcp", ADMIN_NETWORKS, "<what listens>"),
+    # Further listeners for the admin networks only go here too, with ADMIN_NETWORKS as source.
+    PortRule(Role.WEB, ADMIN_PORT, ADMIN_PORT, "tcp", ADMIN_NETWORKS, "Apache admin listener: SOAP and balancer-manager"),
     # On static hosts the admin networks are firewall.sshFrom and the bastion (the text is the AWS
     # rule's description, kept as it was so no deployed rule changes).
     PortRule(ADMIN, SSH_PORT, SSH_PORT, "tcp", ADMIN, "SSH for deployment, from aws.adminCidr only"),
