@@ -3,9 +3,12 @@
 
 Used only by tests/lab/test_lab_frontend.py, which starts one per lab middleware host (detached)
 and stops exactly that process by its pid. It answers every request with 200 and a JSON body
-naming the node (its route) and the raw path it received, sets `JSESSIONID=<digits>.<route>`
-when the request carries no session id (as OX does), and appends the raw request line to a log,
-so a test can prove a request never reached any backend.
+naming the node (its route), the raw path it received and the path a servlet container would
+dispatch for it (servletpath.py, the lab stand-in's normalizer, installed next to this file),
+sets `JSESSIONID=<digits>.<route>` when the request carries no session id (as OX does), and
+appends one JSON line per request to a log: raw path, dispatched path, every path a container
+might dispatch that is SOAP or balancer-manager, and the request's X-Corpus-Id header. So a test
+can prove what a request would have reached, or that it reached no backend at all.
 
     fake_backend.py --route OX1 --log /tmp/fake-backend.log [--port 8009] [--hang]
 
@@ -14,11 +17,16 @@ so a test can prove a request never reached any backend.
 
 import argparse
 import json
+import os
 import random
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import servletpath  # noqa: E402
 
 
 def main():
@@ -41,12 +49,17 @@ def main():
         protocol_version = "HTTP/1.1"
 
         def _answer(self):
+            dispatch = servletpath.dispatch(self.path)
+            record = {"t": round(time.time(), 3), "node": a.route, "method": self.command, "raw": self.path,
+                      "dispatch": dispatch, "admin": servletpath.admin_candidates(self.path),
+                      "corpus": self.headers.get("X-Corpus-Id")}
             with lock, open(a.log, "a") as f:
-                f.write(f"{time.time():.3f} {self.requestline}\n")
+                f.write(json.dumps(record) + "\n")
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
-            body = json.dumps({"node": a.route, "path": self.path}).encode()
+            body = json.dumps({"node": a.route, "path": self.path, "dispatch": dispatch,
+                               "soap": servletpath.is_admin(dispatch)}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

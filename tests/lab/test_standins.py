@@ -15,6 +15,7 @@ middleware running).
 import csv
 import http.client
 import io
+import json
 import os
 import pathlib
 import re
@@ -414,7 +415,22 @@ def test_middleware_http_and_jsessionid(running):
     resp = conn.getresponse()
     resp.read()
     assert resp.status == 404
+    # It dispatches as a servlet container would: the ";" of "..;" goes, then ".." resolves, so this
+    # is SOAP to the middleware whatever Apache made of it; raw and dispatched path are recorded.
+    raw = "/ajax/..;/servlet//axis2;x/services/OXContextService"
+    conn.request("GET", raw, headers={"Cookie": "JSESSIONID=5.OX1"})
+    resp = conn.getresponse()
+    answer = json.loads(resp.read())
+    assert resp.status == 200
+    assert (answer["raw_path"], answer["path"], answer["soap"]) == (
+        raw, "/servlet/axis2/services/OXContextService", True)
+    conn.request("GET", "/../ajax")
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 400
     conn.close()
+    log = pathlib.Path(ox["env"]["OX_STANDIN_LOGFILE"]).read_text()
+    assert f'request GET raw={json.dumps(raw)} dispatch="/servlet/axis2/services/OXContextService" soap=yes' in log
 
 
 def test_middleware_stop(running):
