@@ -22,6 +22,7 @@ from typing import Callable
 
 import paramiko
 
+from components.frontend import ADMIN_PORT
 from lab import hosts as lab_hosts
 
 Check = tuple[str, bool, str]
@@ -290,18 +291,29 @@ def _frontend(shell: Shell, state: dict, outputs: dict) -> list[Check]:
         (f"apache: ;jsessionid=.{third} sticks", path == Counter({third: 20}), f"{dict(path)}"),
         ("apache: new sessions spread", len(fresh) == len(routes) and "error" not in fresh, f"{dict(fresh)}"),
     ]
-    # The frontend config says which networks are admin networks; a host outside them is refused.
+    # SOAP and balancer-manager live only on the admin listener, for the admin networks (the
+    # frontend config says which). A host outside them gets no answer from either, on either port:
+    # refused (403), not mapped on the public vhost (404), or dropped by the host firewall (000).
+    admin = f"{base}:{ADMIN_PORT}"
     admin_nets = [ipaddress.ip_network(n) for n in outputs.get("frontendAdminNetworks", [])]
-    outsider = next((h for h, a in outputs["hostAddresses"].items()
-                     if h != web and not any(ipaddress.ip_address(a) in n for n in admin_nets)), None)
+    inside = {h: any(ipaddress.ip_address(a) in n for n in admin_nets) for h, a in outputs["hostAddresses"].items()}
+    outsider = next((h for h in inside if h != web and not inside[h]), None)
+    insider = next((h for h in inside if h != web and inside[h]), None)
     if outsider:
         paths = ["/webservices/x", "/webservices;x/x", "/servlet/axis2/services;x/x", "/servlet/axis2;x/services/x",
                  "/WebServices/x", "//webservices/x", "/ajax/..;/webservices/x", "/balancer-manager",
                  "/balancer-manager;x"]
         codes = {}
-        for p in paths:
-            _, code, _ = shell.run(outsider, f"curl -s -o /dev/null -w '%{{http_code}}' '{base}{p}'")
-            codes[p] = code
+        for url in [base + p for p in paths] + [admin + p for p in paths[:1] + paths[-2:-1]]:
+            _, code, _ = shell.run(outsider, f"curl -s --path-as-is --max-time 5 -o /dev/null -w '%{{http_code}}' '{url}'")
+            codes[url.removeprefix(base)] = code
         checks.append((f"apache: SOAP and balancer-manager refused from {outsider}",
-                       all(c == "403" for c in codes.values()), " ".join(f"{p}={c}" for p, c in codes.items())))
+                       all(c in ("403", "404", "000") for c in codes.values()),
+                       " ".join(f"{p}={c}" for p, c in codes.items())))
+    if insider:
+        _, body, _ = shell.run(insider, f"curl -s --max-time 10 '{admin}/webservices/x'")
+        _, page, _ = shell.run(insider, f"curl -s --max-time 10 '{admin}/balancer-manager'")
+        soap = json.loads(body).get("soap") if body.startswith("{") else None
+        checks.append((f"apache: SOAP and balancer-manager on :{ADMIN_PORT} from {insider}",
+                       soap is True and "balancer://oxcluster" in page, f"soap={soap} manager={'balancer://' in page}"))
     return checks

@@ -58,7 +58,7 @@ def main():
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
-            body = json.dumps({"node": a.route, "path": self.path, "dispatch": dispatch,
+            body = json.dumps({"node": a.route, "route": a.route, "path": self.path, "dispatch": dispatch,
                                "soap": servletpath.is_admin(dispatch)}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import subprocess
 import sys
@@ -116,6 +117,27 @@ class FrontendLab(LabEstate):
         """Apache's live config generation on `host` (mod_status, local only)."""
         return int(self.run_on(host, "curl -fsS --max-time 5 'http://127.0.0.1/server-status?auto' "
                                      "| awk -F': ' '$1 == \"ParentServerConfigGeneration\" {print $2}'"))
+
+    def verify_frontend(self) -> list[tuple[str, bool, str]]:
+        """lab/verify.py's frontend checks (what `python -m lab up` verifies) against this lab."""
+        from lab import verify
+
+        outputs = {"frontendUrls": [f"http://{WEB}/appsuite/"], "frontendAdminNetworks": ["10.217.0.16/28"],
+                   "middlewareBackends": {h: r for h, r in ROUTES.items() if r != "PROV"},
+                   "hostAddresses": dict(self.hosts)}
+        saved = os.environ.get("OX_LAB_STATE")
+        os.environ["OX_LAB_STATE"] = self.env["OX_LAB_STATE"]  # Shell loads this lab's key now
+        try:
+            shell = verify.Shell(outputs["hostAddresses"])
+        finally:
+            if saved is None:
+                os.environ.pop("OX_LAB_STATE", None)
+            else:
+                os.environ["OX_LAB_STATE"] = saved
+        try:
+            return verify._frontend(shell, {}, outputs)
+        finally:
+            shell.close()
 
     def record(self) -> dict:
         return json.loads((self.dir / "run" / "record.json").read_text())

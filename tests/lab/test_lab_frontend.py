@@ -168,6 +168,16 @@ def test_admin_network_reaches_soap_and_balancer_manager_on_the_admin_listener(l
     assert lab.get(ADMIN_HOST, f"http://{WEB}/balancer-manager")[0] == 404
 
 
+def test_the_lab_verifier_frontend_checks_pass_here(lab):
+    """What `python -m lab up` verifies of a frontend (lab/verify.py) holds on this one, the admin
+    listener checks included: the verifier is only worth what it is checked against."""
+    checks = lab.verify_frontend()
+    names = [name for name, _, _ in checks]
+    assert any(n.startswith("apache: SOAP and balancer-manager refused from wdb1") for n in names), names
+    assert any(n.startswith(f"apache: SOAP and balancer-manager on :{ADMIN_PORT} from wmw1") for n in names), names
+    assert [c for c in checks if not c[1]] == []
+
+
 def test_app_paths_work_from_anywhere(lab):
     """The app's own prefixes (and the ;jsessionid= form) reach the backend as the app path, from
     outside and inside the admin networks; the path jsessionid still routes."""
