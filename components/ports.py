@@ -11,7 +11,7 @@ What listens where, and why a port is absent (checked against the templates):
 |---|---|---|
 | 3306 | MariaDB on every DB host | OX nodes (HAProxy, or direct to a GTID pair or standalone), other DB hosts (GTID replication; Galera's own peers) |
 | 4444, 4567 (tcp+udp), 4568 | Galera SST, group communication, IST | Galera nodes |
-| 9200 | clustercheck on every Galera node (says which node is the writer) | HAProxy on the OX nodes |
+| 9200 | clustercheck on every Galera node (says which node is the writer) | HAProxy on the OX nodes; the other Galera nodes (each asks its peers' /status before it claims the writer role) |
 | 5701 | Hazelcast on every OX node | the other OX nodes |
 | 8009 | OX's HTTP connector | Apache: the web hosts, or in colocated mode the backend OX hosts themselves (they are web hosts then, `EstateConfig.roles_of`) |
 | 2049 | NFSv4 (nfs-kernel-server or nfs-ganesha; v4 only, so no rpcbind or mountd) | OX nodes |
@@ -62,6 +62,9 @@ PORT_RULES: list[PortRule] = [
     PortRule(Role.DB, 4567, 4567, "udp", Role.DB, "Galera group communication"),
     PortRule(Role.DB, 4568, 4568, "tcp", Role.DB, "Galera incremental state transfer"),
     PortRule(Role.DB, 9200, 9200, "tcp", Role.MW, "clustercheck, polled by HAProxy on OX nodes"),
+    # Each clustercheck asks its peers' /status before it claims the writer role (found in the lab:
+    # without this row HAProxy never saw a writer).
+    PortRule(Role.DB, 9200, 9200, "tcp", Role.DB, "clustercheck peers: the writer decision"),
     PortRule(Role.MW, 5701, 5701, "tcp", Role.MW, "Hazelcast cluster"),
     PortRule(Role.MW, 8009, 8009, "tcp", Role.WEB, "Apache balancer to OX"),
     PortRule(Role.NFS, 2049, 2049, "tcp", Role.MW, "NFSv4 filestore mounts"),

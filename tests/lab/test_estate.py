@@ -231,10 +231,12 @@ MATRIX = {
     # preview: their config is rendered from the aggregate facts, unknown while fmw4's facts step
     # is new (a real up finds them unchanged).
     "new middleware node": (NEW_NODE, {
+        # The firewalls of every host with a port open to OX nodes admit fmw4 (not fweb1's).
+        **_updates({f"ox-firewall-{h}-nftables" for h in HOSTS_F if h != "fweb1"}),
         **_updates({f"{h}-hosts-file" for h in HOSTS_F}, {f"ox-mw-{h}-configure" for h in MW}, WEB,
                    {"ox-fs-fnfs1-export", "ox-galera-fdb1-ox-grants", "ox-gtid-fdb4-ox-grants"},
                    GALERA_CONF, GALERA_START, GTID_CONF_START),
-        **{n: "create" for n in ("fmw4-facts", "fmw4-hosts-file", "ox-dbproxy-fmw4-haproxy", "ox-fs-fmw4-mount",
+        **{n: "create" for n in ("ox-firewall-fmw4-nftables", "fmw4-facts", "fmw4-hosts-file", "ox-dbproxy-fmw4-haproxy", "ox-fs-fmw4-mount",
                                  "ox-fs-fmw4-read-check", "ox-mw-fmw4-configure", "ox-mw-fmw4-ox-user",
                                  "ox-mw-fmw4-packages")},
         "ox-fs-fmw3-read-check": "delete"}),

@@ -52,7 +52,7 @@ def test_each_port_admits_exactly_its_peers(aws_recording):
     assert admitted[("db", 3306)] == {"mw", "db"}
     for port in (4444, 4567, 4568):
         assert admitted[("db", port)] == {"db"}
-    assert admitted[("db", 9200)] == {"mw"}
+    assert admitted[("db", 9200)] == {"mw", "db"}  # HAProxy, and the clustercheck peers' /status
     assert admitted[("mw", 5701)] == {"mw"}
     assert admitted[("mw", 8009)] == {"web"}
     assert admitted[("nfs", 2049)] == {"mw"}
