@@ -8,7 +8,8 @@ construction rather than by review of each template:
   word, a quoted heredoc body, an ini or properties value, an Apache directive, a SQL string).
   Anything else fails the render with `UnsafeValue`, naming the template.
 - Any other text must go through the filter for its context, which quotes it there: `shq` for
-  a shell word. A filter refuses what it cannot represent (a newline, CR or NUL: a newline in a
+  a shell word, `comment` for free text on a comment line. (A macro's output would be refused
+  too: templates use loops and includes instead.) A filter refuses what it cannot represent (a newline, CR or NUL: a newline in a
   heredoc body could end the heredoc).
 - Text this module rendered (a config file embedded in a script) is `Rendered`: every value in
   it already passed these rules, so it is embedded as it is.
@@ -57,7 +58,7 @@ def _plain(value: object) -> object:
         return value
     if not PLAIN_TOKEN.fullmatch(str(value)):
         raise UnsafeValue(f"{_show(value)} is not a plain token: quote it for its context "
-                          "(| shq for a shell word, | comment on a comment line, | macro for a macro's output)")
+                          "(| shq for a shell word, | comment on a comment line)")
     return value
 
 
@@ -95,8 +96,6 @@ def comment_text(value: object) -> Rendered:
 
 
 _ENV.filters["comment"] = comment_text
-# A macro's output is template text whose every value already passed `_plain` or a filter.
-_ENV.filters["macro"] = lambda text: Rendered(str(text).strip("\n"))
 
 
 def render(template: str, **values: object) -> Rendered:

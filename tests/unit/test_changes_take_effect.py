@@ -588,7 +588,8 @@ def test_a_haproxy_change_is_reloaded_even_after_a_failed_reload(tmp_path):
     for name, text in HAPROXY_FAKES.items():
         _fake(box.bin / name, text)
     _fake(box.etc / "init.d" / "haproxy", HAPROXY_INIT)
-    run = lambda cfg: box.run("mw/haproxy.sh.j2", {"config": cfg}, step="ox-dbproxy-mw1-haproxy", host="mw1")  # noqa: E731
+    run = lambda cfg: box.run("mw/haproxy.sh.j2", {"config": Rendered(cfg)},  # noqa: E731
+                              step="ox-dbproxy-mw1-haproxy", host="mw1")
     assert run("global\n# one\n").returncode == 0
     assert run("global\n# one\n").returncode == 0
     assert box.calls("service") == ["haproxy status", "haproxy start", "haproxy status"]
