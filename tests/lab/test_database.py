@@ -94,6 +94,68 @@ def test_sst_user_has_least_privileges(db):
     assert mode.splitlines() == ["640 root:mysql", "600 root:root"]
 
 
+# Every file under a DB host's datadir and log directories: binlogs, relay logs, galera.cache,
+# InnoDB/Aria files and logs, SST logs, the error log.
+DB_HOSTS = GALERA + ["gdb4", "gdb5"]
+DB_FILES = "/var/lib/mysql /var/log"
+# Reads the passwords, one a line, on stdin (into a 0600 file: never on a command line) and prints
+# "<count> <file>:<password>" for every file that holds one in clear: one pass over the files.
+GREP_PASSWORDS = ("set -euo pipefail; umask 077; f=$(mktemp); trap 'rm -f \"$f\"' EXIT; cat >\"$f\"; "
+                  f"{{ grep -rFoa -f \"$f\" {DB_FILES} 2>/dev/null || true; }} | sort | uniq -c")
+# By MariaDB's design, not a log: a replica keeps its source's login in master.info, as a client
+# keeps its own in ~/.my.cnf; without it, it could not reconnect after a restart.
+REPLICA_LOGIN = ("replication-password", "/var/lib/mysql/master.info")
+
+
+def _plaintext_passwords(db) -> dict[str, list[tuple[str, int, str]]]:
+    """Per DB host: (password name, occurrences, file) for each generated password found in clear."""
+    generated = {urn.rsplit("::", 1)[1]: r["result"] for urn, r in db.state["random"].items()}
+    assert {"mysql-root-password", "sst-password", "replication-password", "configdb-password"} <= set(generated)
+    name_of = {pw: name for name, pw in generated.items()}  # generated: letters and digits only
+    found = {}
+    for host in DB_HOSTS:
+        code, out, err = db.ssh.run(host, GREP_PASSWORDS, stdin="".join(f"{pw}\n" for pw in name_of), timeout=600)
+        assert code == 0, f"{host}: {err}"
+        rows = [row.split(None, 1) for row in out.splitlines()]
+        found[host] = sorted((name_of[hit.rsplit(":", 1)[1]], int(n), hit.rsplit(":", 1)[0]) for n, hit in rows)
+    return found
+
+
+def _report(when: str, found: dict) -> tuple[int, int]:
+    logged = {h: sum(c for n, c, f in rows if (n, f) != REPLICA_LOGIN) for h, rows in found.items()}
+    stored = {h: sum(c for n, c, f in rows if (n, f) == REPLICA_LOGIN) for h, rows in found.items()}
+    print(f"\nplaintext generated passwords under {DB_FILES} {when}: "
+          + ", ".join(f"{h} {n}" for h, n in logged.items()) + f"; total {sum(logged.values())}"
+          + f" (and the replica's own login in master.info: {sum(stored.values())})")
+    return sum(logged.values()), sum(stored.values())
+
+
+def test_no_password_in_clear_in_database_files_after_deploy_and_converge(db):
+    """Issue 9: account statements carry hashes, so the binlogs, relay logs and galera.cache (which
+    keep statements as sent) and every other file in the datadirs and logs hold no generated password.
+    A converge re-runs the account steps: they find every account right and send nothing. The one
+    password a DB host must keep is a replica's login to its source (master.info on the GTID pair)."""
+    _all_synced(db)
+    logged, stored = _report("after deploy", _plaintext_passwords(db))
+    assert logged == 0
+    statements = _account_statements(db)
+    db.up("--converge")
+    found = _plaintext_passwords(db)
+    logged, stored = _report("after converge", found)
+    assert logged == 0
+    for host in ("gdb4", "gdb5"):  # GTID replicas both ways (master-master): exactly their login
+        assert [(n, f) for n, _, f in found[host]] == [REPLICA_LOGIN], found[host]
+    # The converge re-ran the bootstrap (root, SST user): it found them right and sent no statement.
+    assert _account_statements(db) == statements
+
+
+def _account_statements(db) -> dict[str, int]:
+    """Per DB host, how many statements setting a credential its galera.cache and binlogs hold (as sent)."""
+    count = ("cat /var/lib/mysql/galera.cache /var/lib/mysql/mysql-bin.[0-9]* 2>/dev/null "
+             "| grep -aoE \"(CREATE|ALTER) USER [[:print:]]{1,160}(BY PASSWORD|USING) '[*][0-9A-F]{40}'\" | wc -l")
+    return {h: int(db.ssh.run(h, count, timeout=300)[1]) for h in DB_HOSTS}
+
+
 def test_writer_moves_within_10s_after_kill_9_and_haproxies_agree(db):
     _all_synced(db)
     writer = _writer(db, "gmw1")
