@@ -19,10 +19,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Va
 from pydantic.alias_generators import to_camel
 
 from .config_checks import cross_checks, role_references
-from .config_fields import (
-    MAX_DEPTH, MAX_LIST, NAMESPACE, Address, Bool, Cidr, ConvergeToken, DataDir, DottedVersion, Email, HostName, HostOrAddress,
-    HostRef, InstanceType, Int, JkRoute, LoginMapping, ObjectName, Port, ProviderKind, RepositoryUrl,
-    RepositoryUser, Role, ServerId, SqlMode, Text, Token, TrustedCidr, UnixUser, converge_token, raw_problems, show,
+from .config_fields import (  # noqa: F401 (ProviderKind, Role: components import them from here)
+    MAX_DEPTH, MAX_LIST, NAMESPACE, Address, Bool, Cidr, ConvergeToken, DataDir, DottedVersion, Email, HostName,
+    HostOrAddress, HostRef, InstanceType, Int, JkRoute, LoginMapping, ObjectName, Port, ProviderKind, RepositoryUrl,
+    RepositoryUser, Role, S3Uri, ServerId, SqlMode, SubnetId, Token, TrustedCidr, UnixUser, VpcId, raw_problems, show,
 )
 from .versions import DbFlavor, appsuite_line, recommended_sql_mode
 
@@ -69,12 +69,11 @@ class SshSettings(_Model):
 
 class AwsSettings(_Model):
     # The region is the AWS provider's own setting: `pulumi config set aws:region eu-central-1`.
-    vpc_id: Text(r"vpc-[0-9a-f]{8,17}", "a VPC id (vpc-…)") | None = None  # an existing VPC instead of a new one
+    vpc_id: VpcId | None = None  # an existing VPC instead of a new one
     vpc_cidr: Cidr = "10.20.0.0/16"
     subnet_cidrs: list[Cidr] = Field(default_factory=lambda: ["10.20.1.0/24"], min_length=1, max_length=16)
     # with vpc_id: its existing subnets
-    subnet_ids: list[Text(r"subnet-[0-9a-f]{8,17}", "a subnet id (subnet-…)")] = Field(default_factory=list,
-                                                                                     max_length=16)
+    subnet_ids: list[SubnetId] = Field(default_factory=list, max_length=16)
     admin_cidr: TrustedCidr
     instance_types: dict[Role, InstanceType] = Field(
         default_factory=lambda: {Role.DB: "m6i.large", Role.MW: "m6i.xlarge", Role.WEB: "t3.medium", Role.NFS: "t3.medium"}
@@ -207,7 +206,7 @@ class FrontendSpec(_Model):
 class FilestoreSpec(_Model):
     server: HostRef | None = None  # the NFS server; or, for an object store, s3Uri instead
     # registerfilestore -t s3://<id>
-    s3_uri: Text(r"s3://[A-Za-z0-9][A-Za-z0-9._-]{0,254}", "an S3 filestore id (s3://<id>)") | None = None
+    s3_uri: S3Uri | None = None
     implementation: Literal["kernel", "ganesha"] = "kernel"
     export_path: DataDir = "/var/opt/filestore"
     mount_path: DataDir = "/var/opt/filestore"

@@ -9,7 +9,7 @@ import ipaddress
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from .config_fields import NAMESPACE, ProviderKind, Role, show
+from .config_fields import NAMESPACE, ProviderKind, Role
 from .sshkeys import public_key_of
 from .versions import DB_RELEASES, appsuite_line, recommended_sql_mode, supported_releases
 

@@ -157,6 +157,9 @@ RepositoryUser = Text(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}", "a repository login
 ConvergeToken = Text(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}",
                      "a converge token: 1-64 letters, digits or . _ : + - (for example $(date +%s))")
 DottedVersion = Text(r"[0-9]{1,3}(\.[0-9]{1,3}){0,2}", "a version like 10.11 or 7.10.6")
+VpcId = Text(r"vpc-[0-9a-f]{8,17}", "a VPC id (vpc-…)")
+SubnetId = Text(r"subnet-[0-9a-f]{8,17}", "a subnet id (subnet-…)")
+S3Uri = Text(r"s3://[A-Za-z0-9][A-Za-z0-9._-]{0,254}", "an S3 filestore id (s3://<id>)")
 InstanceType = Text(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "an EC2 instance type (e.g. m6i.large)")
 SqlMode = Text(r"\s*[A-Za-z_]+\s*(,\s*[A-Za-z_]+\s*)*", "a comma-separated list of sql_mode names")
 

@@ -28,7 +28,7 @@ from typing import Any
 import pulumi
 from pulumi_command import remote
 
-from .config import converge_token
+from .config_fields import converge_token
 from .hosts import Host
 from .render import Rendered, render
 

@@ -17,6 +17,7 @@ rendering path holds on its own, also for values that come from hosts (facts, id
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import shutil
@@ -32,7 +33,8 @@ from components.render import Rendered, UnsafeValue, render
 from conftest import BASE_CONFIG
 from harness import run_program
 
-SANDBOX = Path(tempfile.gettempdir()) / "ox-estate-hostile"
+# Per process, so two runs on one machine never share (or remove) each other's sandbox.
+SANDBOX = Path(tempfile.gettempdir()) / f"ox-estate-hostile-{os.getpid()}"
 CANARY = SANDBOX / "canary"
 C = str(CANARY)
 HOSTILE = [
@@ -104,7 +106,13 @@ def calls(ssh_key_module) -> list[Call]:
         for overrides in BUILDS.values():
             config = {**BASE_CONFIG, "sshPrivateKey": ssh_key_module, **overrides}
             secret = {"sshPrivateKey", *(k for k in overrides if k.endswith("Password"))}
-            run_program(config, secret)
+            # A module fixture runs outside the per-test event loop (tests/conftest.py): its own.
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                run_program(config, secret)
+            finally:
+                loop.close()
     finally:
         render_module._ENV = env
     unique: dict[str, Call] = {}

@@ -1,8 +1,6 @@
 """The rendering path: a raw value must be a plain token, anything else goes through its
 context's filter, and what no context can carry is refused, naming the template."""
 
-import re
-
 import jinja2
 import pytest
 
