@@ -43,6 +43,15 @@ def lab_mark(tools: tuple[str, ...] = ("ip", "mariadbd", "haproxy", "sshd")):
 requires_lab = lab_mark()
 
 
+# Every file under a DB host's datadir and log directories: binlogs, relay logs, galera.cache,
+# InnoDB/Aria files and logs, SST logs, the error log.
+DB_FILES = "/var/lib/mysql /var/log"
+# Reads the passwords, one a line, on stdin (into a 0600 file: never on a command line) and prints
+# "<count> <file>:<password>" for every file that holds one in clear: one pass over the files.
+GREP_PASSWORDS = ("set -euo pipefail; umask 077; f=$(mktemp); trap 'rm -f \"$f\"' EXIT; cat >\"$f\"; "
+                  f"{{ grep -rFoa -f \"$f\" {DB_FILES} 2>/dev/null || true; }} | sort | uniq -c")
+
+
 class LabEstate:
     def __init__(self, stack: str, subnet: str, bridge: str, state_dir: Path):
         self.stack, self.subnet = stack, subnet
@@ -87,6 +96,20 @@ class LabEstate:
                 os.environ.pop("OX_LAB_STATE", None)
             else:
                 os.environ["OX_LAB_STATE"] = saved
+
+    def plaintext_passwords(self, hosts: list[str], ssh) -> dict[str, list[tuple[str, int, str]]]:
+        """Per host: (password name, occurrences, file) for each generated password (pulumi_random,
+        from the lab state) found in clear in any file under DB_FILES."""
+        generated = {urn.rsplit("::", 1)[1]: r["result"] for urn, r in self.state["random"].items()}
+        assert {"mysql-root-password", "sst-password", "replication-password", "configdb-password"} <= set(generated)
+        name_of = {pw: name for name, pw in generated.items()}  # generated: letters and digits only
+        found = {}
+        for host in hosts:
+            code, out, err = ssh.run(host, GREP_PASSWORDS, stdin="".join(f"{pw}\n" for pw in name_of), timeout=600)
+            assert code == 0, f"{host}: {err}"
+            rows = [row.split(None, 1) for row in out.splitlines()]
+            found[host] = sorted((name_of[hit.rsplit(":", 1)[1]], int(n), hit.rsplit(":", 1)[0]) for n, hit in rows)
+        return found
 
     def run_on(self, host: str, script: str, check: bool = True) -> str:
         """Run a shell script inside a lab host (for test set-up and inspection)."""

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from estate import lab_estate, requires_lab
+from estate import DB_FILES, lab_estate, requires_lab
 
 pytestmark = requires_lab
 
@@ -94,31 +94,14 @@ def test_sst_user_has_least_privileges(db):
     assert mode.splitlines() == ["640 root:mysql", "600 root:root"]
 
 
-# Every file under a DB host's datadir and log directories: binlogs, relay logs, galera.cache,
-# InnoDB/Aria files and logs, SST logs, the error log.
 DB_HOSTS = GALERA + ["gdb4", "gdb5"]
-DB_FILES = "/var/lib/mysql /var/log"
-# Reads the passwords, one a line, on stdin (into a 0600 file: never on a command line) and prints
-# "<count> <file>:<password>" for every file that holds one in clear: one pass over the files.
-GREP_PASSWORDS = ("set -euo pipefail; umask 077; f=$(mktemp); trap 'rm -f \"$f\"' EXIT; cat >\"$f\"; "
-                  f"{{ grep -rFoa -f \"$f\" {DB_FILES} 2>/dev/null || true; }} | sort | uniq -c")
 # By MariaDB's design, not a log: a replica keeps its source's login in master.info, as a client
 # keeps its own in ~/.my.cnf; without it, it could not reconnect after a restart.
 REPLICA_LOGIN = ("replication-password", "/var/lib/mysql/master.info")
 
 
 def _plaintext_passwords(db) -> dict[str, list[tuple[str, int, str]]]:
-    """Per DB host: (password name, occurrences, file) for each generated password found in clear."""
-    generated = {urn.rsplit("::", 1)[1]: r["result"] for urn, r in db.state["random"].items()}
-    assert {"mysql-root-password", "sst-password", "replication-password", "configdb-password"} <= set(generated)
-    name_of = {pw: name for name, pw in generated.items()}  # generated: letters and digits only
-    found = {}
-    for host in DB_HOSTS:
-        code, out, err = db.ssh.run(host, GREP_PASSWORDS, stdin="".join(f"{pw}\n" for pw in name_of), timeout=600)
-        assert code == 0, f"{host}: {err}"
-        rows = [row.split(None, 1) for row in out.splitlines()]
-        found[host] = sorted((name_of[hit.rsplit(":", 1)[1]], int(n), hit.rsplit(":", 1)[0]) for n, hit in rows)
-    return found
+    return db.plaintext_passwords(DB_HOSTS, db.ssh)
 
 
 def _report(when: str, found: dict) -> tuple[int, int]:

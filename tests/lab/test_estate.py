@@ -73,6 +73,27 @@ def test_second_run_runs_nothing_and_registers_nothing(estate):
     assert estate.state["outputs"]["registeredDatabaseIds"] == ids
 
 
+def test_with_registration_only_ox_own_db_pool_keeps_a_password_in_the_db_files(estate):
+    """Issue 9, with the registration chain run (lab-db has none): account statements carry hashes,
+    so no binlog, relay log or galera.cache holds the root, SST, replication or any other password.
+    What remains is by design: OX's registerdatabase stores the userdb login (the configdb password)
+    in configdb.db_pool, which the middleware reads to connect, so the configdb's Galera nodes hold
+    it in their data files and write-set cache; and the GTID replica's login in master.info."""
+    ssh = estate.shell()
+    try:
+        found = estate.plaintext_passwords(["fdb1", "fdb2", "fdb3", "fdb4", "fdb5"], ssh)
+        pool = ssh.run("fdb1", "mariadb -N -e 'SELECT COUNT(*) FROM configdb.db_pool'")[1]
+    finally:
+        ssh.close()
+    print(f"\nplaintext generated passwords in DB files with registration: {found}")
+    for host in ("fdb1", "fdb2", "fdb3"):  # the db_pool rows: in InnoDB's files and the write-set cache
+        assert {n for n, _, _ in found[host]} <= {"configdb-password"}, found[host]
+        assert not [f for _, _, f in found[host] if re.search(r"-bin\.|relay|/var/log/", f)], found[host]
+    assert [(n, f) for n, _, f in found["fdb4"]] == []  # the master-slave source keeps no login
+    assert [(n, f) for n, _, f in found["fdb5"]] == [("replication-password", "/var/lib/mysql/master.info")]
+    assert int(pool) == 4  # oxdb_galera, oxdb_gtid and their read instances: the rows that hold it
+
+
 def _running(estate, host: str, pidfile: str) -> bool:
     return estate.run_on(host, f"test -s {pidfile} && kill -0 $(cat {pidfile}) && echo yes || echo no") == "yes"
 
