@@ -20,9 +20,10 @@ from pydantic.alias_generators import to_camel
 
 from .config_checks import cross_checks, role_references
 from .config_fields import (  # noqa: F401 (ProviderKind, Role: components import them from here)
-    MAX_DEPTH, MAX_LIST, NAMESPACE, Address, Bool, Cidr, ConvergeToken, DataDir, DottedVersion, Email, HostName,
-    HostOrAddress, HostRef, InstanceType, Int, JkRoute, LoginMapping, ObjectName, Port, ProviderKind, RepositoryUrl,
-    RepositoryUser, Role, S3Uri, ServerId, SqlMode, SubnetId, Token, TrustedCidr, UnixUser, VpcId, raw_problems, show,
+    MAX_DEPTH, MAX_LIST, NAMESPACE, Address, Bool, Cidr, ConvergeToken, DataDir, DottedVersion, Email,
+    GaleraClusterName, HostName, HostOrAddress, HostRef, InstanceType, Int, JkRoute, LoginMapping, ObjectName, Port,
+    ProviderKind, RepositoryUrl, RepositoryUser, Role, S3Uri, ServerId, SqlMode, SubnetId, Token, TrustedCidr,
+    UnixUser, VpcId, raw_problems, show,
 )
 from .versions import DbFlavor, appsuite_line, recommended_sql_mode
 
@@ -101,7 +102,7 @@ class Versions(_Model):
 
 
 class GaleraSpec(_Model):
-    cluster_name: Token = "ox-galera"
+    cluster_name: GaleraClusterName = "ox-galera"
     nodes: list[HostRef] = Field(max_length=15)
     sst_method: Literal["mariabackup", "rsync"] = "mariabackup"
 

@@ -58,7 +58,7 @@ def raw_problems(key: str, value: Any, multiline_ok: bool = False) -> list[tuple
             limit = MAX_SSH_KEY if multiline_ok else MAX_STRING
             if len(item) > limit:
                 problems.append((path, f"{show(item)} is longer than {limit} characters"))
-            elif _CONTROL.search(item.replace("\n", "") if multiline_ok else item):
+            elif _CONTROL.search(item.replace("\r\n", "").replace("\n", "") if multiline_ok else item):
                 problems.append((path, "holds a control character (newline, CR, tab, NUL ...): "
                                        "no value here may, since each lands in a script or a config line"))
     return problems
@@ -144,18 +144,21 @@ HostRef = HostName
 # so no dots, separators or spaces (lab-findings: Apache balancer).
 JkRoute = Text(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", "a valid route token: use 1-32 letters, digits, '-' or '_' "
                "(no dots: the route is what follows the first dot of JSESSIONID)")
-Token = Text(r"[A-Za-z0-9_-]{1,64}", "1-64 letters, digits, '-' or '_'")
+# No value starts with '-': written as an argument, it would read as an option.
+Token = Text(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}", "1-64 letters, digits, '-' or '_' (not starting with '-')")
+GaleraClusterName = Text(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,31}", "1-32 letters, digits, '-' or '_' (not starting with '-')")
 ObjectName = Text(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "1-64 letters, digits, '.', '-' or '_'")
 UnixUser = Text(r"[a-z_][a-z0-9_-]{0,31}", "a Unix user name (lowercase letters, digits, '_' and '-')")
-Email = Text(r"[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+", "an email address")
+Email = Text(r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,63}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+", "an email address")
 LoginMapping = Text(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}", "a login mapping (a domain or name: letters, digits, "
                     "'.', '@', '-', '_'; no ',' since mappings are joined with it)")
 RepositoryUrl = Text(r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._/+-]*)?",
                      "an http(s) URL of letters, digits and . / + - (credentials go in repositoryUser and the "
                      "secret oxRepositoryPassword, never in the URL)")
 RepositoryUser = Text(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}", "a repository login (letters, digits, . _ @ + -)")
-ConvergeToken = Text(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}",
-                     "a converge token: 1-64 letters, digits or . _ : + - (for example $(date +%s))")
+_CONVERGE = r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}"
+_CONVERGE_WHAT = "a converge token: 1-64 letters, digits or . _ : + - (for example $(date +%s))"
+ConvergeToken = Text(_CONVERGE, _CONVERGE_WHAT)
 DottedVersion = Text(r"[0-9]{1,3}(\.[0-9]{1,3}){0,2}", "a version like 10.11 or 7.10.6")
 VpcId = Text(r"vpc-[0-9a-f]{8,17}", "a VPC id (vpc-…)")
 SubnetId = Text(r"subnet-[0-9a-f]{8,17}", "a subnet id (subnet-…)")
@@ -166,8 +169,8 @@ SqlMode = Text(r"\s*[A-Za-z_]+\s*(,\s*[A-Za-z_]+\s*)*", "a comma-separated list 
 
 def converge_token(v: str) -> str:
     """The `converge` rule, for callers outside the model (remote.py checks the token it renders)."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}", v):
-        raise ValueError("a converge token is 1-64 letters, digits or . _ : + - (for example $(date +%s))")
+    if not re.fullmatch(_CONVERGE, v):
+        raise ValueError(f"{show(v)} is not {_CONVERGE_WHAT}")
     return v
 
 

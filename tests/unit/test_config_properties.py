@@ -44,7 +44,7 @@ def _re(pattern: str) -> st.SearchStrategy:
 # Knobs and values the model allows, generated at the edges of what it allows: these reach the
 # templates, so the accepted side of the property is exercised too.
 KNOBS: dict[tuple, st.SearchStrategy] = {
-    ("middleware", "serverName"): _re(r"[A-Za-z0-9_-]{1,64}"),
+    ("middleware", "serverName"): _re(r"[A-Za-z0-9_-]{1,64}"),  # a leading '-' must be refused
     ("middleware", "clusterName"): _re(r"[A-Za-z0-9_-]{1,64}"),
     ("middleware", "nodes", 0, "jkroute"): _re(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}"),
     ("middleware", "servermemoryMb"): st.integers(512, 1048576),
@@ -53,7 +53,7 @@ KNOBS: dict[tuple, st.SearchStrategy] = {
         "adminUser": _re(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"),
         "adminEmail": _re(r"[A-Za-z0-9._+-]{1,20}@[A-Za-z0-9-]{1,10}\.[a-z]{2,5}"),
         "quotaMb": st.integers(1, 2**40), "mappings": st.lists(_re(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,30}"), max_size=3)}),
-    ("database", "galera", "clusterName"): _re(r"[A-Za-z0-9_-]{1,64}"),
+    ("database", "galera", "clusterName"): _re(r"[A-Za-z0-9_-]{1,40}"),
     ("database", "galera", "sstMethod"): st.sampled_from(["mariabackup", "rsync"]),
     ("database", "tuning"): st.fixed_dictionaries({
         "durability": st.sampled_from(["ox", "strict"]), "bufferPoolPercent": st.integers(10, 80),
