@@ -183,9 +183,8 @@ def _middleware_checks(cfg: EstateConfig) -> Problems:
     else:
         for key in ("repository_url", "repository_user"):
             if getattr(mw, key) is not None:
-                alias = "repositoryUrl" if key == "repository_url" else "repositoryUser"
-                problems.append((f"middleware.{alias}", "is set, but packageSource is 'preinstalled': nothing "
-                                                        "would use it (set packageSource: repository)"))
+                problems.append((f"middleware.{mw.model_fields[key].alias}", "is set, but packageSource is "
+                                 "'preinstalled': nothing would use it (set packageSource: repository)"))
     if cfg.database is None:
         problems.append(("middleware", "middleware needs a database section for its configdb"))
     elif cfg.database.galera:

@@ -98,13 +98,13 @@ class _Recorder:
 
 
 @pytest.fixture(scope="module")
-def calls(ssh_key_module) -> list[Call]:
+def calls(ssh_key) -> list[Call]:
     env = render_module._ENV
     recorder = _Recorder(env)
     render_module._ENV = recorder
     try:
         for overrides in BUILDS.values():
-            config = {**BASE_CONFIG, "sshPrivateKey": ssh_key_module, **overrides}
+            config = {**BASE_CONFIG, "sshPrivateKey": ssh_key, **overrides}
             secret = {"sshPrivateKey", *(k for k in overrides if k.endswith("Password"))}
             # A module fixture runs outside the per-test event loop (tests/conftest.py): its own.
             loop = asyncio.new_event_loop()
@@ -119,15 +119,6 @@ def calls(ssh_key_module) -> list[Call]:
     for call in recorder.calls:
         unique.setdefault(f"{call.template} {sorted(_leaves(call.values))}", call)
     return list(unique.values())
-
-
-@pytest.fixture(scope="module")
-def ssh_key_module() -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    return Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()).decode()
 
 
 def _leaves(value: Any, path: tuple = ()) -> Iterator[tuple]:
