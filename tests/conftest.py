@@ -71,5 +71,6 @@ def _reset_pulumi_runtime():
 
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
+    settings.ROOT.set(None)  # set_mocks would reuse it, exports and all
     gc.collect()
     loop.close()

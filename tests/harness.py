@@ -18,7 +18,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc
+from pulumi.runtime import rpc, settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_SIG = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
@@ -177,12 +177,18 @@ def to_pulumi_config(config: dict[str, Any], secret_keys: set[str]) -> tuple[dic
     return values, [f"ox-estate:{k}" for k in secret_keys]
 
 
+def set_recording_mocks(mocks: pulumi.runtime.Mocks, recording: Recording) -> None:
+    """`set_mocks` with a fresh root stack: it keeps a root stack once one is set (a context variable),
+    so without the reset a program would inherit the last one's exports and their pending outputs."""
+    settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project="ox-estate", stack="unit", preview=False,
+                             monitor=RecordingMonitor(mocks, recording))
+
+
 def run_program(config: dict[str, Any], secret_keys: set[str], mocks: pulumi.runtime.Mocks | None = None) -> Recording:
     """Run __main__.py once under mocks. Raises what the program raises."""
     recording = Recording()
-    mocks = mocks or UnitMocks()
-    pulumi.runtime.set_mocks(mocks, project="ox-estate", stack="unit", preview=False,
-                             monitor=RecordingMonitor(mocks, recording))
+    set_recording_mocks(mocks or UnitMocks(), recording)
     pulumi.runtime.set_all_config(*to_pulumi_config(config, secret_keys))
 
     @pulumi.runtime.test
@@ -207,8 +213,6 @@ def run_program(config: dict[str, Any], secret_keys: set[str], mocks: pulumi.run
 def run_built(build) -> Recording:
     """Run `build()` (components built by hand, no stack config) under mocks; the recording."""
     recording = Recording()
-    mocks = UnitMocks()
-    pulumi.runtime.set_mocks(mocks, project="ox-estate", stack="unit", preview=False,
-                             monitor=RecordingMonitor(mocks, recording))
+    set_recording_mocks(UnitMocks(), recording)
     pulumi.runtime.test(build)()
     return recording

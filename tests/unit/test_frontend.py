@@ -19,7 +19,7 @@ from components import config
 from components.frontend import ADMIN_PORT, MODULES, ApacheFrontend, Backend, mpm_values, members_for, site_config
 from components.hosts import static_hosts
 from components.render import render
-from harness import Recording, RecordingMonitor, UnitMocks, is_secret, script_of, unwrap
+from harness import Recording, UnitMocks, is_secret, script_of, set_recording_mocks, unwrap
 from conftest import BASE_CONFIG
 from lab import pathcorpus
 from lab.standins.oxstandin import servletpath
@@ -38,9 +38,7 @@ def _config(stack_config, **frontend):
 def _build(cfg) -> tuple[Recording, dict]:
     """ApacheFrontend under mocks, as estate.py would build it; the recording and its outputs."""
     recording, outputs = Recording(), {}
-    mocks = UnitMocks()
-    pulumi.runtime.set_mocks(mocks, project="ox-estate", stack="unit", preview=False,
-                             monitor=RecordingMonitor(mocks, recording))
+    set_recording_mocks(UnitMocks(), recording)
 
     @pulumi.runtime.test
     def program():

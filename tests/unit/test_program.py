@@ -132,6 +132,17 @@ def test_outputs(recording):
     assert not any(recording.secret_outputs.values())
 
 
+def test_each_program_run_gets_a_fresh_root_stack(stack_config):
+    """The root stack is a context variable that `set_mocks` keeps once set: a second program would
+    inherit the first one's exports (here galera's), and a pending one would await a closed loop."""
+    run_program(stack_config(mysqlRootPassword=ROOT_PW, configdbPassword=CONFIGDB_PW), SECRET)
+    gtid_only = stack_config(database={"gtid": {"master": {"host": "db4", "serverId": 1},
+                                                "slave": {"host": "db5", "serverId": 2}}, "configdb": "gtid"},
+                             mysqlRootPassword=ROOT_PW, configdbPassword=CONFIGDB_PW)
+    outputs = run_program(gtid_only, SECRET).outputs
+    assert "gtidReplication" in outputs and not [k for k in outputs if k.startswith("galera")]
+
+
 def test_generated_passwords_are_letters_and_digits(recording):
     for r in recording.of_type("random:index/randomPassword:RandomPassword"):
         assert r.inputs["length"] == 32 and r.inputs["special"] is False
