@@ -105,6 +105,12 @@ class GaleraSpec(_Model):
     cluster_name: GaleraClusterName = "ox-galera"
     nodes: list[HostRef] = Field(max_length=15)
     sst_method: Literal["mariabackup", "rsync"] = "mariabackup"
+    # Recovery override: when no node is in a Primary component, bootstrap this one (one of `nodes`)
+    # instead of the one the recovery decision would choose, or where it refuses (differing UUIDs,
+    # an interrupted SST on another node, unknown positions). Ignored while a Primary component
+    # runs; never bootstraps a node without a history (zero UUID, no grastate, interrupted SST).
+    # Remove it once the cluster is back: a later recovery should decide again.
+    force_bootstrap_node: HostRef | None = None
 
     @field_validator("nodes")
     @classmethod

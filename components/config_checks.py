@@ -135,6 +135,11 @@ def _database_checks(cfg: EstateConfig) -> Problems:
         return problems
 
     spec = cfg.database
+    if spec.galera and spec.galera.force_bootstrap_node is not None \
+            and spec.galera.force_bootstrap_node not in spec.galera.nodes:
+        problems.append(("database.galera.forceBootstrapNode",
+                         f"'{spec.galera.force_bootstrap_node}' is not one of database.galera.nodes "
+                         f"({', '.join(spec.galera.nodes)})"))
     for path, name in [("database.configdb", spec.configdb)] + [
         (f"database.userdbs[{i}]", n) for i, n in enumerate(spec.userdbs)
     ]:

@@ -4,6 +4,8 @@ Creates, as steps named `<cluster>-<node>-<phase>`:
 - install (every node, in parallel): the server, Galera and SST packages;
 - configure (every node, in parallel): ox.conf.d (tunings sized from the node's memory, wsrep,
   host), the SST credentials and root's client file; initializes the datadir only if absent;
+- probe, recover (every node, in parallel; galera_recovery_steps): safe recovery of a cluster with
+  no Primary component (the node with the highest seqno bootstraps, or the deploy is refused);
 - bootstrap (first node): a new cluster only if no member is running and it is safe, then the
   root password and the least-privileged mariabackup SST user;
 - join (each other node, one after the other): start, wait for Synced;
@@ -21,6 +23,7 @@ import pulumi
 
 from . import mycnf
 from .config import EstateConfig
+from .galera_recovery_steps import recovery_steps
 from .grants import grant_openexchange
 from .hosts import Host
 from .mariadb import DATADIR, config_digest, install_and_configure
@@ -63,12 +66,17 @@ class GaleraCluster(pulumi.ComponentResource):
                                                     sst_user=SST_USER) for h in hosts}
         common = {"datadir": DATADIR}
 
+        # Safe recovery (galera_recovery_steps): probe every node, bootstrap the one with the highest
+        # seqno if no Primary component runs, or refuse; the chain below then joins the rest to it.
+        recovered = recovery_steps(step, name, hosts, configured, [config_digest(files[h.name]) for h in hosts],
+                                   galera.cluster_name, galera.force_bootstrap_node)
+
         first, *others = hosts
         previous = step(first, "bootstrap", "galera-bootstrap.sh.j2", secrets=account_hashes,
                         values={**common, "cluster_name": galera.cluster_name, "sst_user": SST_USER,
                                 "peers": [h.address for h in others],
                                 "config_digest": config_digest(files[first.name])},
-                        depends_on=[configured[first.name]])
+                        depends_on=[configured[first.name], *recovered])
         # Serial joins: each waits for the previous node to be Synced. A settings change restarts
         # the nodes along the same chain: a rolling restart, one node at a time.
         for h in others:

@@ -72,3 +72,36 @@ def parse_context_id(step: str, stdout: str) -> int:
     if not m:
         raise StepOutputError(step, "'context <id> created'", stdout)
     return int(m.group(1))
+
+
+class GaleraProbe(BaseModel):
+    """What db/galera-probe.sh.j2 prints: one node's Galera state, before anything acts on it."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str
+    running: bool
+    primary: bool
+    grastate: bool
+    uuid: str | None
+    seqno: int | None
+    safeToBootstrap: bool
+    sstInProgress: bool
+    partial: str | None
+    recovered: str | None
+    recoverError: str | None
+
+
+_POSITION = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:-?\d+$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def parse_galera_probe(step: str, stdout: str) -> GaleraProbe:
+    """The probe's JSON line; a uuid or a recovered position that is not one fails here."""
+    try:
+        probe = GaleraProbe.model_validate(parse_json_line(step, stdout))
+    except (StepOutputError, ValidationError):
+        raise StepOutputError(step, "one JSON line of Galera node state", stdout) from None
+    if (probe.uuid is not None and not _UUID.match(probe.uuid)) or \
+            (probe.recovered is not None and not _POSITION.match(probe.recovered)):
+        raise StepOutputError(step, "a cluster UUID and a recovered uuid:seqno", stdout)
+    return probe

@@ -41,6 +41,7 @@ _SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 CONVERGING = frozenset({
     "firewall.sh.j2",  # a flushed or edited nftables table is loaded again
     "db/mariadb-start.sh.j2", "db/galera-bootstrap.sh.j2", "db/galera-join.sh.j2", "db/galera-verify.sh.j2",
+    "db/galera-probe.sh.j2", "db/galera-recover.sh.j2",
     "db/gtid-replica.sh.j2", "db/clustercheck.sh.j2",
     "mw/haproxy.sh.j2", "mw/ox-configure.sh.j2",
     "mw/register-server.sh.j2", "mw/register-filestore.sh.j2", "mw/register-database.sh.j2",

@@ -119,6 +119,10 @@ class UnitMocks(pulumi.runtime.Mocks):
             size = int(re.search(r"\[ \"\$size\" = (\d+) \]", create).group(1))
             return json.dumps({"node": name.split("-")[-2], "clusterSize": size, "status": "Primary",
                                "state": "Synced", "ready": "ON", "uuid": "6b1c8f7e-0000-0000-0000-000000000001"})
+        if name.endswith("-probe") and "wsrep-recover" in create:  # a fresh node: nothing to recover
+            return json.dumps({"host": name.split("-")[-2], "running": False, "primary": False, "grastate": False,
+                               "uuid": None, "seqno": None, "safeToBootstrap": False, "sstInProgress": False,
+                               "partial": None, "recovered": None, "recoverError": None})
         registered = re.search(r"-registration-(server|filestore|database)(?:-(.+))?$", name)
         if registered:
             kind, db = registered.groups()

@@ -236,6 +236,10 @@ CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
     ("middleware node twice", {"middleware.nodes[1].host": "mw1"}, "middleware.nodes[1].host", "listed twice"),
     ("galera node twice", {"database.galera.nodes": ["db1", "db1", "db2"]}, "database.galera.nodes[1]",
      "already holds a database server"),
+    ("galera forceBootstrapNode not a galera node", {"database.galera.forceBootstrapNode": "db4"},
+     "database.galera.forceBootstrapNode", "is not one of database.galera.nodes"),
+    ("galera forceBootstrapNode not a host name", {"database.galera.forceBootstrapNode": "db1; rm"},
+     "database.galera.forceBootstrapNode", ""),
     ("gtid slave on the master's host", {"database.gtid.slave.host": "db4"}, "database.gtid.slave.host",
      "already holds a database server"),
     ("same jkroute on two nodes", {

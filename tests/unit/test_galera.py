@@ -22,7 +22,7 @@ def test_steps_are_children_of_the_cluster(recording):
     assert cluster.type == "ox-estate:db:GaleraCluster"
     steps = [r for r in recording.registrations if r.name.startswith("ox-galera-")]
     assert sorted(r.name for r in steps) == sorted(
-        [f"ox-galera-db{i}-{p}" for i in (1, 2, 3) for p in ("install", "configure", "verify")]
+        [f"ox-galera-db{i}-{p}" for i in (1, 2, 3) for p in ("install", "configure", "probe", "recover", "verify")]
         + ["ox-galera-db1-bootstrap", "ox-galera-db2-join", "ox-galera-db3-join", "ox-galera-db1-ox-grants"])
     assert all(r.parent == cluster.urn for r in steps)
 
