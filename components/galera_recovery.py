@@ -140,34 +140,33 @@ def decide(nodes: list[NodeState], force: str | None = None) -> Decision:
                         pc_bootstrap=chosen.running, position=position,
                         clear=tuple(h for h in stopped_flags if h != force))
 
+    # Every reason to refuse is named at once, so one look at the message shows all that is wrong.
+    problems = []
     interrupted = [n for n in nodes if n.sst_in_progress or n.partial]
     if interrupted:
-        return _refuse("a state transfer was interrupted on " + ", ".join(n.host for n in interrupted)
-                       + " (its datadir may be a torn copy)", nodes)
-
+        problems.append("a state transfer was interrupted on " + ", ".join(n.host for n in interrupted)
+                        + " (its datadir may be a torn copy)")
     zero_flag = [n for n in with_state if n.safe_to_bootstrap and (n.position[0] in (None, ZERO_UUID))]
     if zero_flag:
-        return _refuse("safe_to_bootstrap: 1 on a node with the zero UUID ("
-                       + ", ".join(n.host for n in zero_flag) + ")", nodes)
-
-    histories = {n.host: n.position[0] for n in with_state if n.position[0] not in (None, ZERO_UUID)}
+        problems.append("safe_to_bootstrap: 1 on a node with the zero UUID ("
+                        + ", ".join(n.host for n in zero_flag) + ")")
     mismatched = [n for n in with_state if n.recovered and n.uuid not in (None, ZERO_UUID)
                   and n.recovered.rpartition(":")[0] != n.uuid]
     if mismatched:
-        return _refuse("grastate.dat and the recovered position name different cluster UUIDs on "
-                       + ", ".join(n.host for n in mismatched), nodes)
+        problems.append("grastate.dat and the recovered position name different cluster UUIDs on "
+                        + ", ".join(n.host for n in mismatched))
+    histories = {n.host: n.position[0] for n in with_state if n.position[0] not in (None, ZERO_UUID)}
     if len(set(histories.values())) > 1:
-        return _refuse("the nodes hold different cluster UUIDs ("
-                       + ", ".join(f"{h} {u}" for h, u in histories.items()) + ")", nodes)
-    if not histories:
-        return _refuse("every position is unknown (no node has a cluster UUID)", nodes)
-
-    unknown = [n for n in with_state if n.position[1] is None and n.position[0] not in (ZERO_UUID,)]
-    if len(unknown) == len(with_state):
-        return _refuse("every position is unknown", nodes)
-    if unknown:
-        return _refuse("the position of " + ", ".join(n.host for n in unknown)
-                       + " is unknown, and it could hold the highest seqno", nodes)
+        problems.append("the nodes hold different cluster UUIDs ("
+                        + ", ".join(f"{h} {u}" for h, u in histories.items()) + ")")
+    unknown = [n for n in with_state if n.position[1] is None and n.position[0] != ZERO_UUID]
+    if not histories or len(unknown) == len(with_state):
+        problems.append("every position is unknown" + ("" if histories else " (no node has a cluster UUID)"))
+    elif unknown:
+        problems.append("the position of " + ", ".join(n.host for n in unknown)
+                        + " is unknown, and it could hold the highest seqno")
+    if problems:
+        return _refuse("; ".join(problems), nodes)
 
     candidates = [n for n in with_state if n.position[0] not in (None, ZERO_UUID) and n.position[1] is not None]
     best = max(n.position[1] for n in candidates)
