@@ -245,3 +245,86 @@ def test_override_is_rendered_into_the_probe_and_wins(stack_config):
         "db1": {"seqno": 10}, "db2": {"seqno": 12, "uuid": V}, "db3": {"seqno": 11}}))
     assert "forceBootstrapNode db2" in script_of(rec.named("ox-galera-db1-probe"))
     assert "case bootstrap in" in script_of(rec.named("ox-galera-db2-recover")).replace("'", "")
+
+
+# --- the probe and recover scripts in real bash (a private mount namespace, fakes on PATH) ---
+
+from test_changes_take_effect import _db_box, _fake, needs_root  # noqa: E402
+
+GRASTATE = "# GALERA saved state\nversion: 2.1\nuuid:    {uuid}\nseqno:   {seqno}\nsafe_to_bootstrap: {safe}\n"
+# mariadbd --wsrep-recover: log how it was called, print the position as the server does (stderr).
+MARIADBD = 'echo "mariadbd $*" >>"$FAKE/mariadbd"\necho "[Note] WSREP: Recovered position: $(cat "$FAKE/recovered")" >&2\n'
+PROBE = {"datadir": "/var/lib/mysql", "config_digest": "d1", "force": ""}
+
+
+def _galera_box(tmp_path, *, alive=False, seqno=-1, safe=0, recovered=f"{U}:42"):
+    box = _db_box(tmp_path, alive=alive)
+    _fake(box.bin / "mariadbd", MARIADBD)
+    _fake(box.bin / "pgrep", "exit 1\n")  # no server of this box runs (the host's own are not ours)
+    (box.fake / "recovered").write_text(recovered + "\n")
+    (box.datadir / "grastate.dat").write_text(GRASTATE.format(uuid=U, seqno=seqno, safe=safe))
+    return box
+
+
+@needs_root
+def test_probe_recovers_the_position_of_a_crashed_node(tmp_path):
+    box = _galera_box(tmp_path)
+    r = box.run("db/galera-probe.sh.j2", PROBE, step="ox-galera-db2-probe", host="db2")
+    assert r.returncode == 0, r.stderr
+    state = node_state(parse_galera_probe("ox-galera-db2-probe", r.stdout))
+    assert (state.running, state.grastate, state.seqno, state.recovered) == (False, True, -1, f"{U}:42")
+    assert "--wsrep-recover" in box.calls("mariadbd")[0] and "--user=mysql" in box.calls("mariadbd")[0]
+
+
+@needs_root
+@pytest.mark.parametrize("seqno, marker, alive", [(17, None, False), (-1, "sst_in_progress", False), (-1, None, True)])
+def test_probe_leaves_recovery_alone_unless_crashed_and_whole(tmp_path, seqno, marker, alive):
+    """A clean stop has its seqno; an interrupted transfer is never recovered from; a running
+    server reports its own state."""
+    box = _galera_box(tmp_path, seqno=seqno, safe=1, alive=alive)
+    if marker:
+        (box.datadir / marker).touch()
+    r = box.run("db/galera-probe.sh.j2", PROBE, step="ox-galera-db1-probe", host="db1")
+    assert r.returncode == 0, r.stderr
+    probe = parse_galera_probe("ox-galera-db1-probe", r.stdout)
+    assert box.calls("mariadbd") == [] and probe.recovered is None
+    assert probe.sstInProgress == bool(marker) and probe.safeToBootstrap and probe.running == alive
+    assert probe.primary == alive  # the fake server is Primary and Synced
+
+
+def _recover(box, action, position="", refusal="", host="db2"):
+    values = {"datadir": "/var/lib/mysql", "cluster_name": "oxcluster", "peers": [], "action": action,
+              "position": position, "reason": "test", "refusal": refusal}
+    return box.run("db/galera-recover.sh.j2", values, step=f"ox-galera-{host}-recover", host=host)
+
+
+@needs_root
+def test_recover_bootstraps_the_chosen_node_at_its_recovered_position(tmp_path):
+    box = _galera_box(tmp_path)
+    (box.state / "mariadb.restart-pending").write_text("innodb_flush_log_at_trx_commit\n")
+    r = _recover(box, "bootstrap", f"{U}:42")
+    assert r.returncode == 0, r.stderr
+    assert (box.datadir / "grastate.dat").read_text() == GRASTATE.format(uuid=U, seqno=42, safe=1)
+    assert box.calls("service") == ["mariadb bootstrap"] and box.marker is None
+    assert r.stdout == f"galera db2 recovery: bootstrapped at {U}:42\n"
+
+
+@needs_root
+def test_recover_refuses_to_bootstrap_another_history(tmp_path):
+    box = _galera_box(tmp_path)
+    r = _recover(box, "bootstrap", f"{V}:42")
+    assert r.returncode == 1 and f"names cluster {U}, the decision {V}" in r.stderr
+    assert box.calls("service") == [] and "safe_to_bootstrap: 0" in (box.datadir / "grastate.dat").read_text()
+
+
+@needs_root
+def test_recover_clears_a_stale_flag_and_a_refusal_fails_naming_the_step(tmp_path):
+    box = _galera_box(tmp_path, seqno=40, safe=1)
+    r = _recover(box, "clear")
+    assert r.returncode == 0, r.stderr
+    assert (box.datadir / "grastate.dat").read_text() == GRASTATE.format(uuid=U, seqno=40, safe=0)
+    assert box.calls("service") == []
+    r = _recover(box, "refuse", refusal="Galera recovery refused: the nodes hold different cluster UUIDs; $(x)")
+    assert r.returncode == 1
+    assert "step ox-galera-db2-recover on db2: Galera recovery refused: the nodes hold different cluster UUIDs; $(x)" \
+        in r.stderr
