@@ -239,7 +239,7 @@ CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
     ("galera forceBootstrapNode not a galera node", {"database.galera.forceBootstrapNode": "db4"},
      "database.galera.forceBootstrapNode", "is not one of database.galera.nodes"),
     ("galera forceBootstrapNode not a host name", {"database.galera.forceBootstrapNode": "db1; rm"},
-     "database.galera.forceBootstrapNode", ""),
+     "database.galera.forceBootstrapNode", "a host name"),
     ("gtid slave on the master's host", {"database.gtid.slave.host": "db4"}, "database.gtid.slave.host",
      "already holds a database server"),
     ("same jkroute on two nodes", {
