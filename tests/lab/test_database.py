@@ -155,13 +155,16 @@ WRITE_LOOP = ("i=0; while [ ! -e {stop} ]; do i=$((i + 1)); s=$(date +%s.%N); "
               "-e \"INSERT INTO oxlab_writes.w (run, id) VALUES ('{run}', $i)\" >/dev/null 2>&1; "
               "then r=ok; else r=fail; fi; echo \"$s $(date +%s.%N) $r $i\"; done >{log}")
 # Every Galera node's state, every 0.1 s: "<time> <mariadbd pid or -> <cluster status>/<state>/<wsrep_desync>"
-# (e.g. Primary/Synced/OFF; a node drained for its restart is Primary/Donor/Desynced/ON).
+# (e.g. Primary/Synced/OFF; a node drained for its restart is Primary/Donor/Desynced/ON); "noanswer"
+# when mariadbd runs but did not answer within 1 s, "down" when it does not run.
 WSREP_LOG, WSREP_STOP = "/tmp/oxlab-wsrep.log", "/tmp/oxlab-wsrep.stop"
 _STATUS = "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{}')"
 WSREP_LOOP = ("while [ ! -e {stop} ]; do s=$(timeout 1 mariadb -N -B -e \"SELECT CONCAT_WS('/', "
               + _STATUS.format("WSREP_CLUSTER_STATUS") + ", " + _STATUS.format("WSREP_LOCAL_STATE_COMMENT")
               + ", @@wsrep_desync)\" 2>/dev/null); "
-              "echo \"$(date +%s.%N) $(cat /run/mysqld/mysqld.pid 2>/dev/null || echo -) ${{s:-down}}\"; "
+              "p=$(cat /run/mysqld/mysqld.pid 2>/dev/null || echo -); "
+              "[ -n \"$s\" ] || {{ kill -0 \"$p\" 2>/dev/null && s=noanswer || s=down; }}; "
+              "echo \"$(date +%s.%N) $p $s\"; "
               "sleep 0.1; done >{log}")
 
 
@@ -276,6 +279,18 @@ class WsrepSamples:
         return self.fewest(lambda state: state.startswith("Primary/") and state.endswith("/OFF")
                            and "/Joining/" not in state)
 
+    def transitions(self) -> str:
+        """Every change of a node's pid or state, in time order, seconds from the first sample."""
+        changes = []
+        for n, rows in self.samples.items():
+            last = None
+            for ts, pid, state in rows:
+                if (pid, state) != last:
+                    changes.append((ts, n, pid, state))
+                    last = (pid, state)
+        t0 = min(c[0] for c in changes)
+        return "\n".join(f"{ts - t0:7.2f} {n} {pid} {state}" for ts, n, pid, state in sorted(changes))
+
     def restarts(self) -> list[tuple[float, str]]:
         """(when, node) for each node whose mariadbd pid changed (restarted), in order."""
         order = []
@@ -372,6 +387,7 @@ def test_rolling_change_restarts_one_node_at_a_time_writer_last(db):
               f"{writer}); fewest Synced nodes {synced}, fewest serving (Synced or IST donor) {serving}; writes "
               f"failed for {failed:.2f}s ({len(writes.acknowledged)} acknowledged, "
               f"{len(writes.rows) - len(writes.acknowledged)} failed, {len(missing)} acknowledged rows missing)")
+        print(wsrep.transitions())
         assert "FAIL" not in result.stdout, result.stdout[-3000:]
         assert {_gcache_size(db, n) for n in GALERA} == {wanted}
         assert sorted(order) == GALERA and order[-1] == writer, (order, writer)
