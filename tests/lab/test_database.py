@@ -258,13 +258,39 @@ class WsrepSamples:
                                (line.split() for line in _stop(self.db, n, WSREP_STOP, WSREP_LOG)
                                 if len(line.split()) == 3)]
 
+    def _known(self) -> dict[str, list[tuple[float, str, str]]]:
+        """The samples with each "noanswer" (mariadbd running, its status query slower than 1 s: a
+        node that processes a view change, e.g. when a restarted member rejoins) replaced by the
+        node's last known state: the state did not change, the answer came late."""
+        known = {}
+        for n, rows in self.samples.items():
+            last, known[n] = "down", []
+            for ts, pid, state in rows:
+                last = last if state == "noanswer" else state
+                known[n].append((ts, pid, last))
+        return known
+
+    def longest_silence(self) -> float:
+        """The longest a running mariadbd left the status query unanswered (the 1 s timeout included)."""
+        longest = 0.0
+        for rows in self.samples.values():
+            first = None
+            for ts, _, state in rows:
+                if state == "noanswer":
+                    first = ts if first is None else first
+                    longest = max(longest, ts - first + 1)
+                else:
+                    first = None
+        return longest
+
     def fewest(self, counts) -> int:
         """The fewest nodes whose state `counts` accepts at any sampled moment (every 50 ms)."""
-        start = max(s[0][0] for s in self.samples.values())
-        end = min(s[-1][0] for s in self.samples.values())
+        samples = self._known()
+        start = max(s[0][0] for s in samples.values())
+        end = min(s[-1][0] for s in samples.values())
         fewest, t = len(GALERA), start
         while t <= end:
-            states = [next(st for ts, _, st in reversed(rows) if ts <= t) for rows in self.samples.values()]
+            states = [next(st for ts, _, st in reversed(rows) if ts <= t) for rows in samples.values()]
             fewest, t = min(fewest, sum(map(counts, states))), t + 0.05
         return fewest
 
@@ -384,7 +410,8 @@ def test_rolling_change_restarts_one_node_at_a_time_writer_last(db):
         failed = writes.failed_seconds()
         missing = writes.missing(_writer(db, "gmw1"))
         print(f"\nrolling change of gcache.size to {wanted} in {took:.1f}s: restart order {order} (writer before: "
-              f"{writer}); fewest Synced nodes {synced}, fewest serving (Synced or IST donor) {serving}; writes "
+              f"{writer}); fewest Synced nodes {synced}, fewest serving (Synced or IST donor) {serving} "
+              f"(longest unanswered status query {wsrep.longest_silence():.1f}s); writes "
               f"failed for {failed:.2f}s ({len(writes.acknowledged)} acknowledged, "
               f"{len(writes.rows) - len(writes.acknowledged)} failed, {len(missing)} acknowledged rows missing)")
         print(wsrep.transitions())
