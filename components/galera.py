@@ -12,7 +12,8 @@ Creates, as steps named `<cluster>-<node>-<phase>`:
   then) restart their node as a member and wait until it is Synced with every member again, in
   the same chain: a rolling restart. The writer (clustercheck's choice, made at runtime) is skipped
   there and restarted by the restart-last steps, chained after the last join, so writes move once;
-- verify (every node, after the last join): size, Primary, Synced, ready; fails otherwise;
+- restart-last (every node, one after the other, after the last join): see above;
+- verify (every node, after the last restart-last): size, Primary, Synced, ready; fails otherwise;
 - ox-grants (first node): the 'openexchange' user for every middleware host.
 """
 
