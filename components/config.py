@@ -21,7 +21,8 @@ from pydantic.alias_generators import to_camel
 from .config_checks import cross_checks, role_references
 from .config_fields import (  # noqa: F401 (ProviderKind, Role: components import them from here)
     MAX_DEPTH, MAX_LIST, NAMESPACE, Address, Bool, Cidr, ConvergeToken, DataDir, DottedVersion, Email,
-    GaleraClusterName, HostName, HostOrAddress, HostRef, InstanceType, Int, JkRoute, LoginMapping, ObjectName, Port,
+    GaleraClusterName, GcacheSize, HostName, HostOrAddress, HostRef, InstanceType, Int, JkRoute, LoginMapping,
+    ObjectName, Port,
     ProviderKind, RepositoryUrl, RepositoryUser, Role, S3Uri, ServerId, SqlMode, SubnetId, Token, TrustedCidr,
     UnixUser, VpcId, raw_problems, show,
 )
@@ -111,6 +112,9 @@ class GaleraSpec(_Model):
     # runs; never bootstraps a node without a history (zero UUID, no grastate, interrupted SST).
     # Remove it once the cluster is back: a later recovery should decide again.
     force_bootstrap_node: HostRef | None = None
+    # Galera's write-set cache (gcache.size): a node that was away for less than it holds rejoins
+    # by IST instead of a full SST. Read at start only: a change restarts the nodes one at a time.
+    gcache_size: GcacheSize = "128M"
 
     @field_validator("nodes")
     @classmethod

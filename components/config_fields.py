@@ -165,6 +165,7 @@ SubnetId = Text(r"subnet-[0-9a-f]{8,17}", "a subnet id (subnet-…)")
 S3Uri = Text(r"s3://[A-Za-z0-9][A-Za-z0-9._-]{0,254}", "an S3 filestore id (s3://<id>)")
 InstanceType = Text(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "an EC2 instance type (e.g. m6i.large)")
 SqlMode = Text(r"\s*[A-Za-z_]+\s*(,\s*[A-Za-z_]+\s*)*", "a comma-separated list of sql_mode names")
+GcacheSize = Text(r"[1-9][0-9]{0,5}[MG]", "a size in M or G, like 128M or 2G")
 
 
 def converge_token(v: str) -> str:

@@ -12,8 +12,10 @@ Creates, as steps named `<cluster>-<node>-<phase>`:
 - a settings change: configure applies what it can at runtime and leaves the rest pending;
   bootstrap and join (which carry a digest of their node's files, so they run again exactly
   then) restart their node as a member and wait until it is Synced with every member again, in
-  the same chain: a rolling restart;
-- verify (every node, after the last join): size, Primary, Synced, ready; fails otherwise;
+  the same chain: a rolling restart. The writer (clustercheck's choice, made at runtime) is skipped
+  there and restarted by the restart-last steps, chained after the last join, so writes move once;
+- restart-last (every node, one after the other, after the last join): see above;
+- verify (every node, after the last restart-last): size, Primary, Synced, ready; fails otherwise;
 - ox-grants (first node): the 'openexchange' user for every middleware host.
 """
 
@@ -84,6 +86,15 @@ class GaleraCluster(pulumi.ComponentResource):
                             values={**common, "cluster_name": galera.cluster_name,
                                     "config_digest": config_digest(files[h.name])},
                             depends_on=[configured[h.name], previous])
+
+        # The writer-last pass: the steps above restart every node but the writer (the node
+        # clustercheck names, decided at runtime); these, chained after the last join, restart the
+        # node that still has a restart pending. So writes move once in a rolling change.
+        for h in hosts:
+            previous = step(h, "restart-last", "galera-restart-last.sh.j2",
+                            values={"cluster_name": galera.cluster_name,
+                                    "config_digest": config_digest(files[h.name])},
+                            depends_on=[previous])
 
         verified = {h.name: step(h, "verify", "galera-verify.sh.j2", depends_on=[previous],
                                  values={"cluster_name": galera.cluster_name, "size": len(hosts)}) for h in hosts}

@@ -85,6 +85,18 @@ def tunings_cnf(cfg: EstateConfig, memory_mb: int) -> str:
     )
 
 
+# Galera's failure detection (wsrep.cnf explains the limits between them and the trade-off).
+# Measured in the lab with these: writes through HAProxy move within 3 s of a kill -9 of the writer.
+EVS_TIMEOUTS = {
+    "suspect_timeout": "PT1S",
+    "inactive_timeout": "PT3S",
+    "install_timeout": "PT3S",
+    "keepalive_period": "PT0.25S",
+    "inactive_check_period": "PT0.25S",
+    "join_retrans_period": "PT0.25S",
+}
+
+
 def wsrep_cnf(cfg: EstateConfig, node_addresses: list[str], cpus: int) -> str:
     galera = cfg.database.galera
     return render(
@@ -93,6 +105,8 @@ def wsrep_cnf(cfg: EstateConfig, node_addresses: list[str], cpus: int) -> str:
         cluster_name=galera.cluster_name,
         node_addresses=node_addresses,
         sst_method=galera.sst_method,
+        gcache_size=galera.gcache_size,
+        evs=EVS_TIMEOUTS,
         # The page's 32 is for big machines; more appliers than cores only adds contention.
         slave_threads=max(2, min(32, cpus * 2)),
     )

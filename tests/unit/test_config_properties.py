@@ -55,6 +55,7 @@ KNOBS: dict[tuple, st.SearchStrategy] = {
         "quotaMb": st.integers(1, 2**40), "mappings": st.lists(_re(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,30}"), max_size=3)}),
     ("database", "galera", "clusterName"): _re(r"[A-Za-z0-9_-]{1,40}"),
     ("database", "galera", "sstMethod"): st.sampled_from(["mariabackup", "rsync"]),
+    ("database", "galera", "gcacheSize"): _re(r"[1-9][0-9]{0,5}[MG]"),
     ("database", "tuning"): st.fixed_dictionaries({
         "durability": st.sampled_from(["ox", "strict"]), "bufferPoolPercent": st.integers(10, 80),
         "maxConnections": st.integers(50, 100000), "sqlMode": st.sampled_from(

@@ -22,7 +22,7 @@ def test_steps_are_children_of_the_cluster(recording):
     assert cluster.type == "ox-estate:db:GaleraCluster"
     steps = [r for r in recording.registrations if r.name.startswith("ox-galera-")]
     assert sorted(r.name for r in steps) == sorted(
-        [f"ox-galera-db{i}-{p}" for i in (1, 2, 3) for p in ("install", "configure", "probe", "recover", "verify")]
+        [f"ox-galera-db{i}-{p}" for i in (1, 2, 3) for p in ("install", "configure", "probe", "recover", "restart-last", "verify")]
         + ["ox-galera-db1-bootstrap", "ox-galera-db2-join", "ox-galera-db3-join", "ox-galera-db1-ox-grants"])
     assert all(r.parent == cluster.urn for r in steps)
 
@@ -35,7 +35,16 @@ def test_nodes_join_one_after_the_other(recording):
     assert _urn(recording, "ox-galera-db2-join") in deps("ox-galera-db3-join")
     assert _urn(recording, "ox-galera-db3-configure") in deps("ox-galera-db3-join")
     for i in (1, 2, 3):
-        assert _urn(recording, "ox-galera-db3-join") in deps(f"ox-galera-db{i}-verify")
+        assert _urn(recording, "ox-galera-db3-restart-last") in deps(f"ox-galera-db{i}-verify")
+
+
+def test_the_writer_last_pass_follows_the_last_join(recording):
+    """A rolling restart skips the writer in the bootstrap/join chain; the restart-last steps,
+    one node after the other after the last join, restart it: writes move once."""
+    deps = lambda name: set(recording.named(name).dependencies)  # noqa: E731
+    assert _urn(recording, "ox-galera-db3-join") in deps("ox-galera-db1-restart-last")
+    assert _urn(recording, "ox-galera-db1-restart-last") in deps("ox-galera-db2-restart-last")
+    assert _urn(recording, "ox-galera-db2-restart-last") in deps("ox-galera-db3-restart-last")
 
 
 def test_configure_and_install_run_in_parallel_across_nodes(recording):

@@ -4,6 +4,7 @@ MariaDB has no --validate-config; `mariadbd --defaults-file=X --help --verbose` 
 option it would refuse, and warns on options that were removed or are deprecated.
 """
 
+import re
 import shutil
 import subprocess
 
@@ -108,3 +109,28 @@ def test_sizing_follows_memory(stack_config):
     assert (small.buffer_pool_mb, small.log_file_mb) == (1024, 256)
     assert (big.buffer_pool_mb, big.log_file_mb) == (32768, 8192)
     assert mycnf.sizing(cfg, 100).buffer_pool_mb == 128  # floor for tiny hosts
+
+
+def _seconds(period: str) -> float:
+    assert re.fullmatch(r"PT[0-9.]+S", period), period
+    return float(period[2:-1])
+
+
+def test_failure_detection_respects_galeras_limits_and_is_fast():
+    """Galera refuses to start outside these (gcomm evs_proto.cpp's check_range): the check period
+    at most half the suspect timeout, keepalives at most a third, and the install timeout between
+    two keepalives and the inactive timeout."""
+    evs = {k: _seconds(v) for k, v in mycnf.EVS_TIMEOUTS.items()}
+    assert evs["inactive_check_period"] <= evs["suspect_timeout"] / 2
+    assert evs["keepalive_period"] <= evs["suspect_timeout"] / 3
+    assert 2 * evs["keepalive_period"] <= evs["install_timeout"] <= evs["inactive_timeout"]
+    assert evs["suspect_timeout"] <= evs["inactive_timeout"]
+    assert evs["suspect_timeout"] <= 1.5  # writes must move within 3 s of a crash (lab-measured)
+
+
+def test_provider_options_carry_gcache_and_failure_detection(stack_config):
+    text = mycnf.wsrep_cnf(_cfg(stack_config), ["10.0.0.11", "10.0.0.12", "10.0.0.13"], cpus=2)
+    line = next(x for x in text.splitlines() if x.startswith("wsrep_provider_options"))
+    options = dict(o.split("=", 1) for o in line.split("=", 1)[1].strip().strip('"').split(";"))
+    assert options["gcache.size"] == "128M"
+    assert {k.removeprefix("evs."): v for k, v in options.items() if k.startswith("evs.")} == mycnf.EVS_TIMEOUTS

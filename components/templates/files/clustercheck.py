@@ -30,7 +30,8 @@ import pymysql
 
 SOCKET = "/run/mysqld/mysqld.sock"
 PORT = 9200
-PEER_TIMEOUT = 1.0
+# Below HAProxy's check timeout (haproxy.cfg: 1.5 s): a /master that asks a dead peer still answers in time.
+PEER_TIMEOUT = 0.5
 SELF = sys.argv[1] if len(sys.argv) > 1 else ""
 PEERS: list[str] = sys.argv[2].split(",") if len(sys.argv) > 2 and sys.argv[2] else []
 
