@@ -10,8 +10,8 @@ Creates:
   back), the check script that decides whether this host may hold the address, and the service
   (`ox-keepalived`: a systemd unit, or an init script where systemd is not PID 1), started or
   reloaded when something changed;
-- `<name>-<host>-answers` on every peer, after all of them: waits until the floating address
-  answers from this host and prints one JSON line saying whether this host holds it.
+- `<name>-<host>-answers` on every peer, after all of them: waits until the service (MariaDB,
+  Apache) answers through the floating address from this host, and prints one JSON line saying whether this host holds it.
 
 The check kinds:
 - `gtid`: the holder keeps the address while its local server answers and is writable. A host
@@ -39,8 +39,10 @@ from .parse import parse_json_line
 from .remote import run_script
 from .render import render
 
-CHECK_DIR = "/usr/local/lib/ox-estate"
-CHECK = f"{CHECK_DIR}/vip-check"
+# Next to the configuration: each host's check names its own peers. (Not under /usr/local: a host
+# may share /usr, as the lab's do.)
+CHECK_DIR = "/etc/keepalived"
+CHECK = f"{CHECK_DIR}/ox-vip-check"
 SERVICE = "ox-keepalived"
 CONFIG = "/etc/keepalived/ox-estate.conf"
 # VRRP timing: adverts every second; a backup declares the master dead after 3 missed adverts
@@ -51,6 +53,8 @@ CHECK_TIMEOUT = 2
 # The connect timeout of the gtid check's peer probe: a cut link must fail the check well within
 # the backup's master-down interval (3 x ADVERT_INT + skew).
 PEER_TIMEOUT = 1
+# The service behind the address, by check kind: the answers step connects to it through the address.
+SERVICE_PORTS = {"gtid": 3306, "apache": 80}
 PASSWORD_LENGTH = 8  # VRRPv2 PASS authentication carries at most 8 characters
 
 
@@ -112,7 +116,8 @@ class FloatingAddress(pulumi.ComponentResource):
                         "check": CHECK, "check_dir": CHECK_DIR, "service": SERVICE},
                 secrets={"VRRP_PASSWORD": password.result}, depends_on=args.depends_on))
         answers = {h.name: run_script(f"{name}-{h.name}-answers", h, "net/vip-answers.sh.j2", parent=self,
-                                      values={"address": self.address}, depends_on=steps)
+                                      values={"address": self.address, "port": SERVICE_PORTS[args.check]},
+                                      depends_on=steps)
                    for h in args.hosts}
         self.holders = pulumi.Output.all(*[
             a.stdout.apply(lambda out, n=n: parse_json_line(f"{name}-{n}-answers", out)) for n, a in answers.items()
