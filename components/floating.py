@@ -9,7 +9,7 @@ Creates:
   other peers, state BACKUP and nopreempt everywhere, so a returning node never takes the address
   back), the check script that decides whether this host may hold the address, and the service
   (`ox-keepalived`: a systemd unit, or an init script where systemd is not PID 1), started or
-  reloaded when something changed;
+  reloaded when something changed; its undo stops keepalived and removes what it wrote;
 - `<name>-<host>-answers` on every peer, after all of them: waits until the service (MariaDB,
   Apache) answers through the floating address from this host, and prints one JSON line saying whether this host holds it.
 
@@ -114,7 +114,8 @@ class FloatingAddress(pulumi.ComponentResource):
                 f"{name}-{h.name}-keepalived", h, "net/keepalived.sh.j2", parent=self,
                 values={"files": files, "self_address": h.address, "prefix": prefix, "config_path": CONFIG,
                         "check": CHECK, "check_dir": CHECK_DIR, "service": SERVICE},
-                secrets={"VRRP_PASSWORD": password.result}, depends_on=args.depends_on))
+                secrets={"VRRP_PASSWORD": password.result}, depends_on=args.depends_on,
+                delete_template="net/keepalived-remove.sh.j2"))
         answers = {h.name: run_script(f"{name}-{h.name}-answers", h, "net/vip-answers.sh.j2", parent=self,
                                       values={"address": self.address, "port": SERVICE_PORTS[args.check]},
                                       depends_on=steps)
