@@ -291,3 +291,26 @@ def test_frontend_address_moves_when_apache_stops_and_sessions_keep_their_routes
     assert wrong == []
     assert {sessions[r[0]] for r in after} == {"OX1", "OX2"} and len(after) >= len(sessions)
     assert holders(WEB_VIP, FRONTENDS) == [other]
+
+
+def test_vrrp_password_is_only_in_the_0600_config(vip):
+    """The generated VRRP password reached each peer on stdin and sits only in keepalived's 0600
+    configuration: not in a log, not in another file under /etc, /var/log, /var/lib/ox-estate or /root."""
+    password = next(r["result"] for urn, r in vip.state["random"].items() if urn.endswith("::ox-gtid-vip-vrrp-password"))
+    ssh = vip.shell()
+    try:
+        found = {}
+        for h in [*MASTERS, *FRONTENDS]:
+            # The password goes to a 0600 file over the SSH channel's stdin, never on a command line.
+            code, out, err = ssh.run(h, "set -euo pipefail; umask 077; f=$(mktemp); trap 'rm -f \"$f\"' EXIT; "
+                                        "cat >\"$f\"; grep -rlFf \"$f\" /etc /var/log /var/lib/ox-estate /root 2>/dev/null || true; "
+                                        "stat -c '%a %U' /etc/keepalived/ox-estate.conf", stdin=password + "\n")
+            assert code == 0, f"{h}: {err}"
+            found[h] = out.split("\n")
+    finally:
+        ssh.close()
+    print(f"\n[vrrp password] files holding the GTID pair's password: {found}")
+    for h in MASTERS:
+        assert found[h] == ["/etc/keepalived/ox-estate.conf", "600 root"], found[h]
+    for h in FRONTENDS:  # the frontends have their own password
+        assert found[h] == ["600 root"], found[h]
