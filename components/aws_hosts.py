@@ -13,7 +13,7 @@ import pulumi_aws as aws
 
 from .config import AwsSettings, EstateConfig, Role
 from .hosts import Host, connection
-from .ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, PORT_RULES
+from .ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, PORT_RULES, VRRP, VRRP_PROTOCOL
 from .sshkeys import public_key_of
 
 # The port table is shared with the static hosts' firewall (components/ports.py).
@@ -118,9 +118,10 @@ class AwsHosts(pulumi.ComponentResource):
                 aws.vpc.SecurityGroupIngressRule(
                     f"{name}-sg-{rule.key}{suffix}",
                     security_group_id=groups[rule.to].id,
-                    from_port=rule.first,
-                    to_port=rule.last,
-                    ip_protocol=rule.proto,
+                    # VRRP is an IP protocol without ports: by number, and no port range.
+                    from_port=None if rule.proto == VRRP else rule.first,
+                    to_port=None if rule.proto == VRRP else rule.last,
+                    ip_protocol=str(VRRP_PROTOCOL) if rule.proto == VRRP else rule.proto,
                     description=rule.why,
                     opts=child,
                     **peer,

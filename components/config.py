@@ -21,10 +21,10 @@ from pydantic.alias_generators import to_camel
 from .config_checks import cross_checks, role_references
 from .config_fields import (  # noqa: F401 (ProviderKind, Role: components import them from here)
     MAX_DEPTH, MAX_LIST, NAMESPACE, Address, Bool, Cidr, ConvergeToken, DataDir, DottedVersion, Email,
-    GaleraClusterName, GcacheSize, HostName, HostOrAddress, HostRef, InstanceType, Int, JkRoute, LoginMapping,
-    ObjectName, Port,
+    FloatingAddress, GaleraClusterName, GcacheSize, HostName, HostOrAddress, HostRef, InstanceType, Int, JkRoute,
+    LoginMapping, ObjectName, Port,
     ProviderKind, RepositoryUrl, RepositoryUser, Role, S3Uri, ServerId, SqlMode, SubnetId, Token, TrustedCidr,
-    UnixUser, VpcId, raw_problems, show,
+    UnixUser, VpcId, VrrpRouterId, raw_problems, show,
 )
 from .versions import DbFlavor, appsuite_line, recommended_sql_mode
 
@@ -136,6 +136,10 @@ class GtidSpec(_Model):
     mode: Literal["master-slave", "master-master"] = "master-slave"
     master: GtidMember
     slave: GtidMember  # in master-master mode the second master
+    # master-master only: the write address OX registers and connects to, held by keepalived on
+    # one master at a time (components/floating.py), with the prefix of the masters' network.
+    floating_address: FloatingAddress | None = None
+    vrrp_router_id: VrrpRouterId = 51
 
     def domain_of(self, member: GtidMember) -> int:
         """A member's gtid_domain_id. Master-master needs one per side (one domain with strict mode
@@ -212,6 +216,10 @@ class FrontendSpec(_Model):
     nodes: list[HostRef] = Field(default_factory=list, max_length=50)  # dedicated mode only
     admin_networks: list[TrustedCidr] = Field(default_factory=list, max_length=64)  # may reach SOAP, balancer-manager
     max_connections: Int(100, 200000) = 8000
+    # The clients' address, held by keepalived on one frontend whose Apache answers (two or more
+    # frontends; components/floating.py), with the prefix of the frontends' network.
+    floating_address: FloatingAddress | None = None
+    vrrp_router_id: VrrpRouterId = 52
 
 
 class FilestoreSpec(_Model):

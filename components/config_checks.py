@@ -55,7 +55,7 @@ def duplicates(values: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 def cross_checks(cfg: EstateConfig) -> Problems:
     return [*_host_checks(cfg), *_provider_checks(cfg), *_database_checks(cfg), *_middleware_checks(cfg),
-            *_frontend_checks(cfg), *_filestore_checks(cfg), *_firewall_checks(cfg)]
+            *_frontend_checks(cfg), *_filestore_checks(cfg), *_firewall_checks(cfg), *_floating_checks(cfg)]
 
 
 def _host_checks(cfg: EstateConfig) -> Problems:
@@ -245,3 +245,60 @@ def _firewall_checks(cfg: EstateConfig) -> Problems:
                                      "list the networks you deploy from (e.g. [203.0.113.0/24]), "
                                      "or set firewall.enabled: false")]
     return []
+
+
+def floating_groups(cfg: EstateConfig) -> list[tuple[str, str, int, list[str]]]:
+    """The floating addresses configured, as (key path, address/prefix, VRRP router id, the host
+    names that share it): the GTID masters, and the frontends (dedicated nodes or colocated backends)."""
+    groups = []
+    db = cfg.database
+    if db and db.gtid and db.gtid.floating_address:
+        groups.append(("database.gtid", db.gtid.floating_address, db.gtid.vrrp_router_id,
+                       [db.gtid.master.host, db.gtid.slave.host]))
+    fe = cfg.frontend
+    if fe and fe.floating_address:
+        hosts = (list(fe.nodes) if fe.mode == "dedicated" else
+                 [n.host for n in cfg.middleware.nodes if n.role == "backend"] if cfg.middleware else [])
+        groups.append(("frontend", fe.floating_address, fe.vrrp_router_id, hosts))
+    return groups
+
+
+def _floating_checks(cfg: EstateConfig) -> Problems:
+    """keepalived moves an address between hosts on one layer-2 network: each address lies in its
+    peers' network, belongs to no host, and each group has its own address and VRRP router id."""
+    problems: Problems = []
+    db = cfg.database
+    if db and db.gtid and db.gtid.floating_address and db.gtid.mode != "master-master":
+        problems.append(("database.gtid.floatingAddress", "a floating write address needs mode master-master "
+                         "(a slave is read-only: moving the address to it would stop every write)"))
+    groups = floating_groups(cfg)
+    if groups and cfg.provider == ProviderKind.AWS:
+        for path, *_ in groups:
+            problems.append((f"{path}.floatingAddress", "keepalived moves an address by ARP on a shared network, "
+                             "which an AWS VPC does not honour: use a load balancer there, or remove the key"))
+        return problems
+    addresses = {h.name: h.address for h in cfg.hosts if h.address}
+    by_address = {a: n for n, a in addresses.items()}
+    for path, floating, _, hosts in groups:
+        key = f"{path}.floatingAddress"
+        interface = ipaddress.IPv4Interface(floating)
+        if len(hosts) < 2:
+            problems.append((key, f"a floating address moves between two or more hosts; {path} has {len(hosts)}"))
+        owner = by_address.get(str(interface.ip))
+        if owner:
+            problems.append((key, f"{interface.ip} is host '{owner}'s own address: a floating address is one "
+                                  "no host has"))
+        for name in hosts:
+            if name in addresses and ipaddress.IPv4Address(addresses[name]) not in interface.network:
+                problems.append((key, f"host '{name}' ({addresses[name]}) is not in {interface.network}: the "
+                                      "address can only move between hosts on its network"))
+    for (path, floating, router_id, hosts), (path2, floating2, router_id2, hosts2) in zip(groups, groups[1:]):
+        if ipaddress.IPv4Interface(floating).ip == ipaddress.IPv4Interface(floating2).ip:
+            problems.append((f"{path2}.floatingAddress", f"{floating2} is already {path}.floatingAddress"))
+        if router_id == router_id2:
+            problems.append((f"{path2}.vrrpRouterId", f"VRRP router id {router_id2} is already {path}'s: two "
+                             "groups on one network with one id take each other's adverts"))
+        for name in sorted(set(hosts) & set(hosts2)):
+            problems.append((f"{path2}.floatingAddress", f"host '{name}' would hold both floating addresses "
+                             "(one keepalived per host): put the GTID pair and the frontends on different hosts"))
+    return problems

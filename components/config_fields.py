@@ -234,9 +234,28 @@ def _address(v: Any) -> str:
     return str(address)
 
 
+def _floating_address(v: Any) -> str:
+    """A floating (keepalived) address with its network's prefix, as `ip addr` writes it: the
+    prefix says which network the peers share, so the address can be checked against theirs."""
+    if not isinstance(v, str) or "/" not in v:
+        raise ValueError(f"{show(v)} is not an address with its network's prefix (e.g. 10.0.0.100/24)")
+    text, _, prefix = v.partition("/")
+    address = ipaddress.IPv4Address(_address(text))
+    if not re.fullmatch(r"[0-9]{1,2}", prefix) or not 8 <= int(prefix) <= 30:
+        raise ValueError(f"{show(v)}: the prefix must be 8-30 (the peers' network, e.g. /24)")
+    network = ipaddress.IPv4Network(f"{text}/{prefix}", strict=False)
+    if address in (network.network_address, network.broadcast_address):
+        raise ValueError(f"{show(v)} is the network's {'network' if address == network.network_address else 'broadcast'}"
+                         " address, not one a host can hold")
+    return f"{address}/{prefix}"
+
+
 Cidr = Annotated[Any, AfterValidator(_cidr)]
 TrustedCidr = Annotated[Any, AfterValidator(_cidr), AfterValidator(_trusted_cidr)]
 Address = Annotated[Any, AfterValidator(_address)]
+FloatingAddress = Annotated[Any, AfterValidator(_floating_address)]
+# A VRRP virtual router id: peers on one network with the same id would take each other's adverts.
+VrrpRouterId = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=255)]
 
 
 def _host_or_address(v: str) -> str:

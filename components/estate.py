@@ -2,7 +2,8 @@
 
 hosts -> firewall (static hosts) -> baseline -> databases (Galera, GTID pair, standalone) ->
 read/write split (HAProxy on the middleware nodes) -> middleware -> filestore mounts ->
-registration -> frontends. Each tier takes the hosts and the outputs of the tiers it depends on,
+registration -> frontends. A floating address (keepalived) follows the tier it fronts: the GTID
+pair's before anything uses the pair, the frontends' after them. Each tier takes the hosts and the outputs of the tiers it depends on,
 and waits only for what it needs.
 """
 
@@ -15,6 +16,7 @@ from .config import EstateConfig, ProviderKind
 from .dbproxy import ReadWriteSplit
 from .filestore import NfsFilestore
 from .firewall import HostFirewall, HostFirewallArgs
+from .floating import FloatingAddress, FloatingAddressArgs
 from .frontend import ApacheFrontend, Backend
 from .galera import GaleraCluster
 from .gtid import GtidPair
@@ -43,7 +45,7 @@ class Estate(pulumi.ComponentResource):
         db = cfg.database
         mw_hosts = [self.hosts[n.host] for n in cfg.middleware.nodes] if cfg.middleware else []
         ox_clients = [h.address for h in mw_hosts]
-        self.galera = self.db_proxy = self.gtid = self.standalone = None
+        self.galera = self.db_proxy = self.gtid = self.standalone = self.gtid_vip = self.web_vip = None
         if db and db.galera:
             galera_hosts = [self.hosts[n] for n in db.galera.nodes]
             self.galera = GaleraCluster(f"{name}-galera", cfg, galera_hosts, baseline.facts, self.secrets,
@@ -53,14 +55,18 @@ class Estate(pulumi.ComponentResource):
         if db and db.gtid:
             self.gtid = GtidPair(f"{name}-gtid", cfg, self.hosts[db.gtid.master.host], self.hosts[db.gtid.slave.host],
                                  baseline.facts, self.secrets, ox_clients, child)
+            if db.gtid.floating_address:  # OX registers and writes to this address, not a master's
+                self.gtid_vip = FloatingAddress(f"{name}-gtid-vip", FloatingAddressArgs(
+                    db.gtid.floating_address, db.gtid.vrrp_router_id,
+                    [self.hosts[db.gtid.master.host], self.hosts[db.gtid.slave.host]], "gtid", self.gtid.ready), child)
         if db and db.standalone:
             self.standalone = StandaloneDb(f"{name}-standalone", cfg, self.hosts[db.standalone.host], baseline.facts,
                                            self.secrets, ox_clients, child)
 
         self.middleware = self.filestore = self.registration = self.frontend = None
         if cfg.middleware:
-            databases_ready = [r for tier in (self.galera, self.db_proxy, self.gtid, self.standalone) if tier
-                               for r in tier.ready]
+            databases_ready = [r for tier in (self.galera, self.db_proxy, self.gtid, self.gtid_vip, self.standalone)
+                               if tier for r in tier.ready]
             self.middleware = OXMiddlewareGroup(f"{name}-mw", cfg, self.hosts, self._configdb(db.configdb),
                                                 self.secrets, databases_ready, child)
             filestore_ready: list[pulumi.Resource] = []
@@ -75,6 +81,10 @@ class Estate(pulumi.ComponentResource):
                     self.secrets, [*self.middleware.ready, *filestore_ready], child)
             if cfg.frontend:
                 self.frontend = self._frontend(name, cfg, child)
+                if cfg.frontend.floating_address:
+                    self.web_vip = FloatingAddress(f"{name}-web-vip", FloatingAddressArgs(
+                        cfg.frontend.floating_address, cfg.frontend.vrrp_router_id, self._web_hosts(cfg), "apache",
+                        self.frontend.ready), child)
 
         self.host_addresses = {n: h.address for n, h in self.hosts.items()}
         self.host_facts = baseline.facts
@@ -92,6 +102,8 @@ class Estate(pulumi.ComponentResource):
         if self.gtid:
             out.update(gtidMasterAddress=self.gtid.master_address, gtidSlaveAddress=self.gtid.slave_address,
                        gtidReplication=self.gtid.replication)
+        if self.gtid_vip:
+            out.update(gtidFloatingAddress=self.gtid_vip.address, gtidFloatingHolders=self.gtid_vip.holders)
         if self.middleware:
             out.update(configdbWriteHost=self.middleware.configdb_write_host,
                        middlewareBackends=self.middleware.backend_routes)
@@ -101,6 +113,9 @@ class Estate(pulumi.ComponentResource):
         if self.frontend:
             out.update(frontendUrls=self.frontend.urls,
                        frontendAdminNetworks=self.frontend.admin_networks)
+        if self.web_vip:
+            out.update(frontendFloatingUrl=f"http://{self.web_vip.address}/appsuite/",
+                       frontendFloatingHolders=self.web_vip.holders)
         if self.registration:
             out.update(serverId=self.registration.server_id, filestoreId=self.registration.filestore_id,
                        registeredDatabaseIds=self.registration.database_ids)
@@ -119,24 +134,33 @@ class Estate(pulumi.ComponentResource):
     def _frontend(self, name: str, cfg: EstateConfig, child: pulumi.ResourceOptions) -> ApacheFrontend:
         """Apache in front of the middleware's backend nodes: on its own hosts, or on those nodes."""
         backends = [Backend(h, address, route) for h, address, route in self.middleware.backends]
-        web_hosts = ([self.hosts[b.name] for b in backends] if cfg.frontend.mode == "colocated"
-                     else [self.hosts[n] for n in cfg.frontend.nodes])
-        return ApacheFrontend(f"{name}-web", cfg, web_hosts, backends, self.middleware.ready, child)
+        return ApacheFrontend(f"{name}-web", cfg, self._web_hosts(cfg), backends, self.middleware.ready, child)
+
+    def _web_hosts(self, cfg: EstateConfig) -> list:
+        """The frontend hosts: their own, or in colocated mode the middleware's backend nodes."""
+        if cfg.frontend.mode == "colocated":
+            return [self.hosts[h] for h, _, _ in self.middleware.backends]
+        return [self.hosts[n] for n in cfg.frontend.nodes]
 
     def _configdb(self, topology: str) -> ConfigdbEndpoints:
         """Where OX nodes find the configdb, by the topology that holds it."""
         if topology == "galera":  # through the HAProxy on each middleware node
             return ConfigdbEndpoints("127.0.0.1", 3306, "127.0.0.1", 3307, self.galera.replication_monitor)
         if topology == "gtid":
-            return ConfigdbEndpoints(self.gtid.slave_address, 3306, self.gtid.master_address, 3306,
+            return ConfigdbEndpoints(self.gtid.slave_address, 3306, self._gtid_write_host, 3306,
                                      self.gtid.replication_monitor)
         return ConfigdbEndpoints(self.standalone.address, 3306, self.standalone.address, 3306,
                                  self.standalone.replication_monitor)
+
+    @property
+    def _gtid_write_host(self) -> pulumi.Input[str]:
+        """Where OX writes to the GTID pair: the floating address where one is configured."""
+        return self.gtid_vip.address if self.gtid_vip else self.gtid.master_address
 
     def _userdb(self, topology: str) -> UserDb:
         """A userdb as OX registers it: the write instance, and the read instance if there is one."""
         if topology == "galera":
             return UserDb("oxdb_galera", "127.0.0.1:3307", "127.0.0.1:3306")
         if topology == "gtid":
-            return UserDb("oxdb_gtid", self.gtid.master_address, self.gtid.slave_address)
+            return UserDb("oxdb_gtid", self._gtid_write_host, self.gtid.slave_address)
         return UserDb("oxdb_standalone", self.standalone.address, None)

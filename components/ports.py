@@ -17,6 +17,7 @@ What listens where, and why a port is absent (checked against the templates):
 | 2049 | NFSv4 (nfs-kernel-server or nfs-ganesha; v4 only, so no rpcbind or mountd) | OX nodes |
 | 80, 443 | Apache | anyone |
 | 8088 (`frontend.ADMIN_PORT`) | Apache's admin listener: SOAP and balancer-manager | `frontend.adminNetworks` |
+| VRRP (IP protocol 112, no port) | keepalived, for a floating address (`components/floating.py`) | the same role's hosts: the GTID masters, the frontends |
 | 22 | sshd | the admin networks (AWS: `aws.adminCidr`; static: `firewall.sshFrom`, the bastion, and the firewall refuses a ruleset that would shut out the deploying side) |
 
 Never open to another host, so never in the table: HAProxy's 3306/3307 on OX nodes (bound to
@@ -37,21 +38,24 @@ ADMIN = "admin"  # as a destination: every host; as a source: the networks that 
 # only they may reach. Empty: nobody.
 ADMIN_NETWORKS = "adminNetworks"
 
-SSH_PORT = 22  # the table's SSH row; static hosts open `ssh.port` instead where it differs
+SSH_PORT = 22
+VRRP = "vrrp"
+VRRP_PROTOCOL = 112  # IANA; AWS security groups take it by number  # the table's SSH row; static hosts open `ssh.port` instead where it differs
 
 
 class PortRule(NamedTuple):
     to: str  # a Role, or ADMIN (every host)
     first: int
     last: int
-    proto: Literal["tcp", "udp"]
+    proto: Literal["tcp", "udp", "vrrp"]  # vrrp: IP protocol 112, which has no ports (first = last = 0)
     source: str  # a Role, ADMIN, ADMIN_NETWORKS or ANYWHERE
     why: str
 
     @property
     def key(self) -> str:
         """A short name for the row, e.g. `db-tcp3306-from-mw` (AWS rule names, nftables comments)."""
-        return f"{self.to}-{self.proto}{self.first}-from-{self.source}"
+        ports = "" if self.proto == VRRP else str(self.first)
+        return f"{self.to}-{self.proto}{ports}-from-{self.source}"
 
 
 PORT_RULES: list[PortRule] = [
@@ -67,6 +71,9 @@ PORT_RULES: list[PortRule] = [
     PortRule(Role.DB, 9200, 9200, "tcp", Role.DB, "clustercheck peers: the writer decision"),
     PortRule(Role.MW, 5701, 5701, "tcp", Role.MW, "Hazelcast cluster"),
     PortRule(Role.MW, 8009, 8009, "tcp", Role.WEB, "Apache balancer to OX"),
+    # keepalived's adverts between the peers of a floating address (unicast, so only from them).
+    PortRule(Role.DB, 0, 0, VRRP, Role.DB, "VRRP adverts between the GTID masters (floating write address)"),
+    PortRule(Role.WEB, 0, 0, VRRP, Role.WEB, "VRRP adverts between the frontends (floating client address)"),
     PortRule(Role.NFS, 2049, 2049, "tcp", Role.MW, "NFSv4 filestore mounts"),
     PortRule(Role.WEB, 80, 80, "tcp", ANYWHERE, "HTTP from clients"),
     PortRule(Role.WEB, 443, 443, "tcp", ANYWHERE, "HTTPS from clients"),

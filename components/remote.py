@@ -48,6 +48,7 @@ CONVERGING = frozenset({
     "mw/create-context.sh.j2",
     "fs/nfs-server.sh.j2", "fs/nfs-client.sh.j2", "fs/filestore-check.sh.j2",
     "web/apache-start.sh.j2", "web/apache-check.sh.j2",
+    "net/keepalived.sh.j2", "net/vip-answers.sh.j2",  # a stopped keepalived is started again
 })
 
 

@@ -139,6 +139,9 @@ class UnitMocks(pulumi.runtime.Mocks):
         if name.endswith("-replica"):
             return json.dumps({"replica": name.split("-")[-2], "source": "peer", "io": "Yes", "sql": "Yes", "lag": 0,
                                "gtidSlavePos": "1-41-7"})
+        if name.endswith("-answers") and "the floating address" in create:
+            address = re.search(r"address=([0-9.]+)", create).group(1)
+            return json.dumps({"host": name.split("-")[-2], "address": address, "holds": "-vip-" in name})
         return f"{name} ok"
 
 

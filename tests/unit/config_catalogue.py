@@ -48,6 +48,8 @@ NO_TIERS = {"database": DROP, "middleware": DROP, "filestore": DROP, "frontend":
 REPOSITORY = {"middleware.packageSource": "repository",
               "middleware.repositoryUrl": "https://software.example.com/appsuite/DebianBookworm"}
 MASTER_MASTER = {"database.gtid.mode": "master-master"}
+GTID_VIP = {**MASTER_MASTER, "database.gtid.floatingAddress": "10.0.0.100/24"}
+TWO_WEB = {"hosts[9]": {"name": "web2", "address": "10.0.0.42"}, "frontend.nodes": ["web1", "web2"]}
 CONTEXT = {"middleware.firstContext": {"contextId": 1, "name": "ctx"}}
 
 # (case, edits, key path named in the error, words the message must contain)
@@ -313,4 +315,40 @@ CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
      "not a config key"),
     ("snake_case top-level section key", {"database.tuning": {"buffer_pool_percent": 20}},
      "database.tuning.'buffer_pool_percent'", "not a config key"),
+    # --- floating addresses (keepalived) ---
+    ("gtid floating address without a prefix", {**GTID_VIP, "database.gtid.floatingAddress": "10.0.0.100"},
+     "database.gtid.floatingAddress", "with its network's prefix"),
+    ("gtid floating address with a /32", {**GTID_VIP, "database.gtid.floatingAddress": "10.0.0.100/32"},
+     "database.gtid.floatingAddress", "prefix must be 8-30"),
+    ("gtid floating address with shell in it", {**GTID_VIP, "database.gtid.floatingAddress": "10.0.0.100/24;id"},
+     "database.gtid.floatingAddress", "prefix must be 8-30"),
+    ("gtid floating address not an address", {**GTID_VIP, "database.gtid.floatingAddress": "db-vip/24"},
+     "database.gtid.floatingAddress", "not an IPv4 address"),
+    ("gtid floating address is the broadcast", {**GTID_VIP, "database.gtid.floatingAddress": "10.0.0.255/24"},
+     "database.gtid.floatingAddress", "broadcast"),
+    ("gtid floating address is a master's own", {**GTID_VIP, "database.gtid.floatingAddress": "10.0.0.14/24"},
+     "database.gtid.floatingAddress", "host 'db4's own address"),
+    ("gtid floating address is another host's", {**GTID_VIP, "database.gtid.floatingAddress": "10.0.0.21/24"},
+     "database.gtid.floatingAddress", "host 'mw1's own address"),
+    ("gtid floating address outside the masters' network", {
+        **GTID_VIP, "database.gtid.floatingAddress": "10.0.1.100/24"}, "database.gtid.floatingAddress",
+     "is not in 10.0.1.0/24"),
+    ("gtid floating address for a master-slave pair", {"database.gtid.floatingAddress": "10.0.0.100/24"},
+     "database.gtid.floatingAddress", "needs mode master-master"),
+    ("gtid VRRP router id 0", {**GTID_VIP, "database.gtid.vrrpRouterId": 0}, "database.gtid.vrrpRouterId",
+     "greater than or equal to 1"),
+    ("gtid VRRP router id 256", {**GTID_VIP, "database.gtid.vrrpRouterId": 256}, "database.gtid.vrrpRouterId",
+     "less than or equal to 255"),
+    ("frontend floating address with one frontend", {"frontend.floatingAddress": "10.0.0.200/24"},
+     "frontend.floatingAddress", "two or more hosts; frontend has 1"),
+    ("frontend floating address equal to the gtid one", {**GTID_VIP, **TWO_WEB,
+                                                         "frontend.floatingAddress": "10.0.0.100/24"},
+     "frontend.floatingAddress", "is already database.gtid.floatingAddress"),
+    ("frontend VRRP router id equal to the gtid one", {**GTID_VIP, **TWO_WEB, "frontend.floatingAddress": "10.0.0.200/24",
+                                                       "frontend.vrrpRouterId": 51},
+     "frontend.vrrpRouterId", "already database.gtid's"),
+    ("frontend floating address on aws", {**AWS, "hosts": AWS["hosts"] + [{"name": "web2"}],
+                                          "frontend.nodes": ["web1", "web2"],
+                                          "frontend.floatingAddress": "10.20.1.200/24"},
+     "frontend.floatingAddress", "an AWS VPC does not honour"),
 ]

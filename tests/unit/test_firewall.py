@@ -44,17 +44,20 @@ def test_each_role_opens_its_ports_only_to_its_peers(stack_config):
     """db: MariaDB from OX and the DB hosts, Galera ports from DB hosts, clustercheck from OX and
     the other DB hosts;
     mw: Hazelcast from OX, 8009 from the web hosts; nfs: 2049 from OX; web: 80/443 from anyone,
-    the admin listener from frontend.adminNetworks. SSH everywhere from firewall.sshFrom only."""
+    the admin listener from frontend.adminNetworks; VRRP (keepalived) among db hosts and among
+    web hosts. SSH everywhere from firewall.sshFrom only."""
     db_hosts = ["10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.14", "10.0.0.15"]
     mw_hosts = ["10.0.0.21", "10.0.0.22"]
     assert _admitted(_values(stack_config, "db1")) == {
         ("tcp", "3306"): sorted(db_hosts + mw_hosts), ("tcp", "4444"): db_hosts, ("tcp", "4567"): db_hosts,
-        ("udp", "4567"): db_hosts, ("tcp", "4568"): db_hosts, ("tcp", "9200"): sorted(db_hosts + mw_hosts), ("tcp", "22"): [ADMIN_NET]}
+        ("udp", "4567"): db_hosts, ("tcp", "4568"): db_hosts, ("tcp", "9200"): sorted(db_hosts + mw_hosts), ("vrrp", "0"): db_hosts,
+        ("tcp", "22"): [ADMIN_NET]}
     assert _admitted(_values(stack_config, "mw1")) == {
         ("tcp", "5701"): mw_hosts, ("tcp", "8009"): ["10.0.0.41"], ("tcp", "22"): [ADMIN_NET]}
     assert _admitted(_values(stack_config, "nfs1")) == {("tcp", "2049"): mw_hosts, ("tcp", "22"): [ADMIN_NET]}
     assert _admitted(_values(stack_config, "web1")) == {
-        ("tcp", "80"): None, ("tcp", "443"): None, ("tcp", "8088"): ["10.0.0.0/24"], ("tcp", "22"): [ADMIN_NET]}
+        ("tcp", "80"): None, ("tcp", "443"): None, ("tcp", "8088"): ["10.0.0.0/24"], ("vrrp", "0"): ["10.0.0.41"],
+        ("tcp", "22"): [ADMIN_NET]}
 
 
 def test_colocated_frontends_admit_8009_from_the_other_backends(stack_config):
@@ -189,7 +192,7 @@ def test_step_loads_once_then_changes_nothing_and_repairs_drift(stack_config, sa
     script = _step(stack_config)
     first = sandbox.step(script)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("firewall db1 loaded: 9 port rules, ssh from 203.0.113.0/24")
+    assert first.stdout.startswith("firewall db1 loaded: 10 port rules, ssh from 203.0.113.0/24")
     listing = sandbox.run(["nft", "list", "table", "inet", "ox_estate"]).stdout
     assert "policy drop" in listing and "@from_admin" in listing
     assert 'include "/etc/nftables.d/ox-estate.nft"' in (sandbox.etc / "nftables.conf").read_text()

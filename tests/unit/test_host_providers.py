@@ -30,12 +30,13 @@ def test_no_internal_port_is_open_to_the_world(aws_recording):
     for rule in rules:
         if rule.get("cidrIpv4") == "0.0.0.0/0":
             assert rule["fromPort"] in (80, 443), rule["name"]
-        if rule["fromPort"] in INTERNAL_PORTS:
+        if rule.get("fromPort") in INTERNAL_PORTS or rule["ipProtocol"] == "112":  # 112: VRRP, peers only
             assert "referencedSecurityGroupId" in rule and "cidrIpv4" not in rule, rule["name"]
 
 
 def test_ssh_only_from_the_admin_cidr(aws_recording):
-    ssh = [r for r in _ingress(aws_recording) if r["fromPort"] <= 22 <= r["toPort"]]
+    ssh = [r for r in _ingress(aws_recording) if "fromPort" not in r or r["fromPort"] <= 22 <= r["toPort"]]
+    ssh = [r for r in ssh if r["ipProtocol"] in ("tcp", "-1")]  # VRRP (112) has no ports, and is no SSH
     assert [r["cidrIpv4"] for r in ssh] == ["203.0.113.0/24"]
 
 
@@ -48,7 +49,7 @@ def test_each_port_admits_exactly_its_peers(aws_recording):
     for r in _ingress(aws_recording):
         to = next(g for g, gid in groups.items() if gid == r["securityGroupId"])
         source = next((g for g, gid in groups.items() if gid == r.get("referencedSecurityGroupId")), r.get("cidrIpv4"))
-        admitted.setdefault((to, r["fromPort"]), set()).add(source)
+        admitted.setdefault((to, r.get("fromPort", r["ipProtocol"])), set()).add(source)
     assert admitted[("db", 3306)] == {"mw", "db"}
     for port in (4444, 4567, 4568):
         assert admitted[("db", port)] == {"db"}
@@ -56,6 +57,8 @@ def test_each_port_admits_exactly_its_peers(aws_recording):
     assert admitted[("mw", 5701)] == {"mw"}
     assert admitted[("mw", 8009)] == {"web"}
     assert admitted[("nfs", 2049)] == {"mw"}
+    # VRRP (IP protocol 112, no ports) between the peers of a floating address.
+    assert admitted[("db", "112")] == {"db"} and admitted[("web", "112")] == {"web"}
 
 
 def test_instances_get_the_groups_of_their_roles(aws_recording):

@@ -1,7 +1,8 @@
 """Every value that reaches a script or a config file, made hostile, is quoted or refused.
 
 The program is built under mocks with a config that uses every template (repository packages,
-master-master, a first context, colocated and dedicated frontends are covered by the two builds).
+master-master with a floating address, a first context, colocated frontends with one, and
+dedicated frontends are covered by the two builds).
 Each call to render() is recorded with its values. Then every string in those values, one at a
 time, is replaced by each hostile value below, and the template rendered again:
 
@@ -64,9 +65,11 @@ BUILDS = {
                                  "firstContext": {"contextId": 1, "name": "ctx", "mappings": ["example.com"]}},
                   "oxRepositoryPassword": "repo-pw",
                   "database": {**BASE_CONFIG["database"], "gtid": {**BASE_CONFIG["database"]["gtid"],
-                                                                   "mode": "master-master"}},
+                                                                   "mode": "master-master",
+                                                                   "floatingAddress": "10.0.0.100/24"}},
                   "filestore": {"server": "nfs1", "implementation": "ganesha"}},
-    "colocated": {"frontend": {"mode": "colocated", "adminNetworks": ["10.0.0.0/24"]},
+    "colocated": {"frontend": {"mode": "colocated", "adminNetworks": ["10.0.0.0/24"],
+                               "floatingAddress": "10.0.0.200/24"},
                   "hosts": BASE_CONFIG["hosts"] + [{"name": "db6", "address": "10.0.0.16"}],
                   "database": {"standalone": {"host": "db6"}, "configdb": "standalone"},
                   "filestore": {"server": "nfs1", "implementation": "kernel", "clientMount": "nfs"}},
