@@ -20,6 +20,7 @@ from .galera import GaleraCluster
 from .gtid import GtidPair
 from .hosts import provision_hosts
 from .middleware import ConfigdbEndpoints, OXMiddlewareGroup
+from .mwrestart import MiddlewareRestarts
 from .registration import OXRegistration, UserDb
 from .secrets import stack_secrets
 from .standalone import StandaloneDb
@@ -75,6 +76,8 @@ class Estate(pulumi.ComponentResource):
                     self.secrets, [*self.middleware.ready, *filestore_ready], child)
             if cfg.frontend:
                 self.frontend = self._frontend(name, cfg, child)
+            # A setting OX reads at start reaches one node at a time, drained at every Apache.
+            self.mw_restarts = MiddlewareRestarts(f"{name}-mwroll", self.middleware, self.frontend, child)
 
         self.host_addresses = {n: h.address for n, h in self.hosts.items()}
         self.host_facts = baseline.facts
@@ -94,7 +97,7 @@ class Estate(pulumi.ComponentResource):
                        gtidReplication=self.gtid.replication)
         if self.middleware:
             out.update(configdbWriteHost=self.middleware.configdb_write_host,
-                       middlewareBackends=self.middleware.backend_routes)
+                       middlewareBackends=self.middleware.backend_routes, middlewareDrained=self.middleware.drained)
         if self.filestore:
             out.update(filestoreServer=self.filestore.server_address, filestoreExport=self.filestore.export_path,
                        filestoreOwner=self.filestore.owner)

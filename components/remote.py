@@ -43,6 +43,7 @@ CONVERGING = frozenset({
     "db/mariadb-start.sh.j2", "db/galera-bootstrap.sh.j2", "db/galera-join.sh.j2", "db/galera-verify.sh.j2",
     "db/gtid-replica.sh.j2", "db/clustercheck.sh.j2",
     "mw/haproxy.sh.j2", "mw/ox-configure.sh.j2",
+    "web/balancer-readmit.sh.j2",  # each member back as the config says (drained or not, enabled)
     "mw/register-server.sh.j2", "mw/register-filestore.sh.j2", "mw/register-database.sh.j2",
     "mw/create-context.sh.j2",
     "fs/nfs-server.sh.j2", "fs/nfs-client.sh.j2", "fs/filestore-check.sh.j2",
