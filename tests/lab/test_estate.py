@@ -412,10 +412,14 @@ def test_a_drained_node_keeps_its_sessions_takes_no_new_ones_and_undrain_restore
     try:
         before = _sessions(shell, base, "", 60)
         assert set(before) == {"OX1", "OX2", "OX3"}, before
+        apache = estate.run_on("fweb1", "cat /var/run/apache2/apache2.pid")
         try:
             _up(estate, "--set", "middleware.nodes[0].drained=true")
             changed = _changed(estate.record())
             assert changed == {n: "update" for n in (*WEB, "ox-mwroll-fweb1-readmit-fmw1")}, changed
+            start = next(c for u, c in estate.state["commands"].items() if u.endswith("::ox-web-fweb1-start"))
+            assert json.loads(start["stdout"])["action"] == "reload"  # graceful: a site change, not the MPM
+            assert estate.run_on("fweb1", "cat /var/run/apache2/apache2.pid") == apache
             kept = _sessions(shell, base, "4711.OX1", 30)
             fresh = _sessions(shell, base, "", 60)
             others = _sessions(shell, base, "4712.OX2", 10)
