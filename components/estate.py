@@ -59,6 +59,7 @@ class Estate(pulumi.ComponentResource):
                                            self.secrets, ox_clients, child)
 
         self.middleware = self.filestore = self.registration = self.frontend = None
+        self.mw_restarts = None
         if cfg.middleware:
             databases_ready = [r for tier in (self.galera, self.db_proxy, self.gtid, self.standalone) if tier
                                for r in tier.ready]

@@ -16,9 +16,10 @@ Creates, per web host (`<name>-<host>-<phase>`):
   got, what the admin listener answered); it carries the same digest, so it runs again after
   every configuration change.
 
-A backend with `drained: true` is written with status N (Drain): no new sessions, its sticky ones
-stay, and a restart of Apache keeps it so. At runtime the drain reaches Apache through
-balancer-manager (components/mwrestart.py), which also applies it without waiting for a reload.
+A backend with `drained: true` is written with status N (Drain: no new sessions, its sticky ones
+stay), so a fresh Apache starts it drained. Once Apache has run, BalancerPersist's kept state wins
+over the config (measured), so the drain reaches a running Apache through balancer-manager: the
+readmit steps of components/mwrestart.py.
 
 Dedicated frontends list every backend as a normal member. Colocated ones run on the backend
 middleware hosts themselves: the host's own member is normal and the others are hot standbys
