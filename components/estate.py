@@ -70,15 +70,17 @@ class Estate(pulumi.ComponentResource):
                 self.filestore = NfsFilestore(f"{name}-fs", cfg, self.hosts[cfg.filestore.server], mw_hosts,
                                               self.middleware.users, child)
                 filestore_ready = self.filestore.ready
-            if cfg.filestore:  # registration needs a filestore to register
-                self.registration = OXRegistration(
-                    f"{name}-registration", cfg, self.middleware.admin_host,
-                    [self._userdb(t) for t in (db.userdbs or [db.configdb])], cfg.filestore.uri,
-                    self.secrets, [*self.middleware.ready, *filestore_ready], child)
             if cfg.frontend:
                 self.frontend = self._frontend(name, cfg, child)
             # A setting OX reads at start reaches one node at a time, drained at every Apache.
             self.mw_restarts = MiddlewareRestarts(f"{name}-mwroll", self.middleware, self.frontend, child)
+            if cfg.filestore:  # registration needs a filestore to register
+                # It talks to the admin host's admin daemon: not while the rolling restart restarts it.
+                admin_restarted = self.mw_restarts.restarted[self.middleware.admin_host.name]
+                self.registration = OXRegistration(
+                    f"{name}-registration", cfg, self.middleware.admin_host,
+                    [self._userdb(t) for t in (db.userdbs or [db.configdb])], cfg.filestore.uri,
+                    self.secrets, [*self.middleware.ready, *filestore_ready, admin_restarted], child)
 
         self.host_addresses = {n: h.address for n, h in self.hosts.items()}
         self.host_facts = baseline.facts

@@ -25,6 +25,7 @@ from __future__ import annotations
 import pulumi
 
 from .frontend import ADMIN_PORT, BALANCERS, ApacheFrontend
+from .parse import parse_json_line
 from .middleware import OXMiddlewareGroup
 from .remote import run_script
 
@@ -45,20 +46,29 @@ class MiddlewareRestarts(pulumi.ComponentResource):
             member = members.get(node)  # None: a provisioning node, which no Apache balances to
             drains = [self._member(name, web, node, member, "drain", digest, [*previous, frontend.started[web.name]])
                       for web in webs] if member else []
+            # When the drains last ran: whenever they run, the restart and the readmits run after them
+            # (a run that failed between them leaves no node drained behind an unchanged readmit).
+            drained_at = pulumi.Output.all(*[_run(f"{name}-{w.name}-drain-{node}", d)
+                                             for w, d in zip(webs, drains)]).apply(lambda runs: ".".join(runs))
             restart = self.restarted[node] = run_script(
                 f"{name}-{node}-restart", host, "mw/ox-restart.sh.j2", parent=self, secrets=mw.node_secrets,
-                values={"restart_digest": digest, "jkroute": mw.jkroutes[node]},
+                values={"restart_digest": digest, "jkroute": mw.jkroutes[node], "drained_at": drained_at},
                 depends_on=[mw.configured[node], *previous, *drains])
-            readmits = [self._member(name, web, node, member, "readmit", digest, [restart, frontend.started[web.name]])
-                        for web in webs] if member else []
+            readmits = [self._member(name, web, node, member, "readmit", digest, [restart, frontend.started[web.name]],
+                                     drained_at) for web in webs] if member else []
             previous = readmits or [restart]
         self.register_outputs({"order": self.order})
 
-    def _member(self, name: str, web, node: str, member, action: str, digest, depends_on):
+    def _member(self, name: str, web, node: str, member, action: str, digest, depends_on, drained_at=None):
         address = pulumi.Output.concat("http://", member.address, ":8009")
         # Only a readmit depends on the drained flag: flipping it runs the readmits, nothing else.
-        drained = {"drained": member.drained} if action == "readmit" else {}
+        drained = {"drained": member.drained, "drained_at": drained_at} if action == "readmit" else {}
         return run_script(f"{name}-{web.name}-{action}-{node}", web, f"web/balancer-{action}.sh.j2", parent=self,
                           values={"node": node, "member": address, **drained,
                                   "balancers": list(BALANCERS), "admin_port": ADMIN_PORT, "restart_digest": digest},
                           depends_on=depends_on)
+
+
+def _run(step: str, command) -> pulumi.Output[str]:
+    """The "run" of a drain step's JSON line: digits, when it last ran."""
+    return command.stdout.apply(lambda out: str(parse_json_line(step, out).get("run", "0")))
