@@ -514,11 +514,11 @@ def _ox_configure(box: Box, servermemory: int, members: str = "10.0.0.21"):
 
 def _ox_restart(box: Box):
     secrets = _b64(OX_ADMIN_MASTER_PASSWORD=MASTER)
-    return box.run("mw/ox-restart.sh.j2", {"restart_digest": "d1", "jkroute": "OX1"}, stdin=secrets,
+    return box.run("mw/ox-restart.sh.j2", {"restart_digest": "d1", "jkroute": "OX1", "drained_at": "1"}, stdin=secrets,
                    step="ox-mwroll-mw1-restart", host="mw1")
 
 
-def _ox_box(tmp_path) -> Box:
+def _ox_service_box(tmp_path) -> Box:
     box = Box(tmp_path)
     (box.etc / "group").write_text(Path("/etc/group").read_text() + "open-xchange:x:2001:\n")
     _fake(box.sbin / "oxinstaller", OX_INSTALLER)
@@ -533,7 +533,7 @@ def test_a_servermemory_change_is_left_to_the_restart_step_which_restarts_even_a
     """--servermemory lands in ox-scriptconf.sh, not in a .properties file: it must count too. The
     configure step (every node at once) never restarts a running node: it leaves the restart
     pending for the rolling restart's step, and that step restarts until it succeeds."""
-    box = _ox_box(tmp_path)
+    box = _ox_service_box(tmp_path)
     assert _ox_configure(box, 2048).returncode == 0
     assert _ox_configure(box, 2048).returncode == 0
     assert box.calls("service") == ["open-xchange status", "open-xchange start", "open-xchange status"]
@@ -561,7 +561,7 @@ def test_a_servermemory_change_is_left_to_the_restart_step_which_restarts_even_a
 def test_a_new_hazelcast_member_is_written_without_a_restart(tmp_path):
     """Hazelcast's TCP-IP join: a new member needs one running member in its own list; the running
     nodes read the longer list at their next start. So a new member list leaves nothing pending."""
-    box = _ox_box(tmp_path)
+    box = _ox_service_box(tmp_path)
     assert _ox_configure(box, 2048, "10.0.0.21,10.0.0.22").returncode == 0
     grown = _ox_configure(box, 2048, "10.0.0.21,10.0.0.22,10.0.0.23")
     assert grown.returncode == 0, grown.stderr
