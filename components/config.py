@@ -187,6 +187,9 @@ class MiddlewareNode(_Model):
     jkroute: JkRoute
     # "provisioning": joins the Hazelcast cluster but takes no frontend traffic (seed 001, >500k mailboxes).
     role: Literal["backend", "provisioning"] = "backend"
+    # Out of new sessions at every Apache (balancer-manager Drain, status N, and BalancerMember
+    # status=+N so a restart keeps it); sessions already stuck to it stay. false: back in.
+    drained: Bool = False
 
 
 class FirstContext(_Model):

@@ -179,6 +179,14 @@ def _middleware_checks(cfg: EstateConfig) -> Problems:
     routes = [(f"middleware.nodes[{i}].jkroute", n.jkroute) for i, n in enumerate(mw.nodes)]
     for path, route in duplicates(routes):
         problems.append((path, f"duplicate jkroute '{route}': each node needs its own route"))
+    for i, node in enumerate(mw.nodes):
+        if node.drained and node.role != "backend":
+            problems.append((f"middleware.nodes[{i}].drained", "only a backend node takes sessions from the "
+                             "frontends: a provisioning node cannot be drained"))
+    backends = [n for n in mw.nodes if n.role == "backend"]
+    if backends and all(n.drained for n in backends):
+        problems.append(("middleware.nodes", "every backend node is drained: new sessions would have nowhere to "
+                         "go (undrain at least one)"))
     if mw.package_source == "repository":
         if not mw.repository_url:
             problems.append(("middleware.repositoryUrl", "packageSource 'repository' needs a repositoryUrl"))

@@ -22,6 +22,7 @@ from .galera import GaleraCluster
 from .gtid import GtidPair
 from .hosts import provision_hosts
 from .middleware import ConfigdbEndpoints, OXMiddlewareGroup
+from .mwrestart import MiddlewareRestarts
 from .registration import OXRegistration, UserDb
 from .secrets import stack_secrets
 from .standalone import StandaloneDb
@@ -64,6 +65,7 @@ class Estate(pulumi.ComponentResource):
                                            self.secrets, ox_clients, child)
 
         self.middleware = self.filestore = self.registration = self.frontend = None
+        self.mw_restarts = None
         if cfg.middleware:
             databases_ready = [r for tier in (self.galera, self.db_proxy, self.gtid, self.gtid_vip, self.standalone)
                                if tier for r in tier.ready]
@@ -74,17 +76,21 @@ class Estate(pulumi.ComponentResource):
                 self.filestore = NfsFilestore(f"{name}-fs", cfg, self.hosts[cfg.filestore.server], mw_hosts,
                                               self.middleware.users, child)
                 filestore_ready = self.filestore.ready
+            if cfg.frontend:
+                self.frontend = self._frontend(name, cfg, child)
+            # A setting OX reads at start reaches one node at a time, drained at every Apache.
+            self.mw_restarts = MiddlewareRestarts(f"{name}-mwroll", self.middleware, self.frontend, child)
             if cfg.filestore:  # registration needs a filestore to register
+                # It talks to the admin host's admin daemon: not while the rolling restart restarts it.
+                admin_restarted = self.mw_restarts.restarted[self.middleware.admin_host.name]
                 self.registration = OXRegistration(
                     f"{name}-registration", cfg, self.middleware.admin_host,
                     [self._userdb(t) for t in (db.userdbs or [db.configdb])], cfg.filestore.uri,
-                    self.secrets, [*self.middleware.ready, *filestore_ready], child)
-            if cfg.frontend:
-                self.frontend = self._frontend(name, cfg, child)
-                if cfg.frontend.floating_address:
-                    self.web_vip = FloatingAddress(f"{name}-web-vip", FloatingAddressArgs(
-                        cfg.frontend.floating_address, cfg.frontend.vrrp_router_id, self._web_hosts(cfg), "apache",
-                        self.frontend.ready), child)
+                    self.secrets, [*self.middleware.ready, *filestore_ready, admin_restarted], child)
+            if cfg.frontend and cfg.frontend.floating_address:
+                self.web_vip = FloatingAddress(f"{name}-web-vip", FloatingAddressArgs(
+                    cfg.frontend.floating_address, cfg.frontend.vrrp_router_id, self._web_hosts(cfg), "apache",
+                    self.frontend.ready), child)
 
         self.host_addresses = {n: h.address for n, h in self.hosts.items()}
         self.host_facts = baseline.facts
@@ -106,7 +112,7 @@ class Estate(pulumi.ComponentResource):
             out.update(gtidFloatingAddress=self.gtid_vip.address, gtidFloatingHolders=self.gtid_vip.holders)
         if self.middleware:
             out.update(configdbWriteHost=self.middleware.configdb_write_host,
-                       middlewareBackends=self.middleware.backend_routes)
+                       middlewareBackends=self.middleware.backend_routes, middlewareDrained=self.middleware.drained)
         if self.filestore:
             out.update(filestoreServer=self.filestore.server_address, filestoreExport=self.filestore.export_path,
                        filestoreOwner=self.filestore.owner)

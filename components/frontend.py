@@ -16,6 +16,11 @@ Creates, per web host (`<name>-<host>-<phase>`):
   got, what the admin listener answered); it carries the same digest, so it runs again after
   every configuration change.
 
+A backend with `drained: true` is written with status N (Drain: no new sessions, its sticky ones
+stay), so a fresh Apache starts it drained. Once Apache has run, BalancerPersist's kept state wins
+over the config (measured), so the drain reaches a running Apache through balancer-manager: the
+readmit steps of components/mwrestart.py.
+
 Dedicated frontends list every backend as a normal member. Colocated ones run on the backend
 middleware hosts themselves: the host's own member is normal and the others are hot standbys
 (`status=+H`), so each host gets its own config. Provisioning nodes are never members.
@@ -24,7 +29,7 @@ middleware hosts themselves: the host's own member is normal and the others are 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pulumi
 
@@ -48,6 +53,8 @@ MPM_CONF = "ox-mpm-event"
 # admin networks; the public :80 maps neither (see the site template for why). Not 8009: in
 # colocated mode OX itself listens there on the same host.
 ADMIN_PORT = 8088
+# The balancers the site defines (web/appsuite-site.conf.j2): a drain applies to each.
+BALANCERS = ("oxcluster", "eas_oxcluster")
 # oxpedia "Tune apache2": 32 threads per child; MaxRequestWorkers / ThreadsPerChild = ServerLimit.
 THREADS_PER_CHILD = 32
 START_SERVERS = 10
@@ -60,6 +67,7 @@ class Backend:
     name: str
     address: pulumi.Input[str]
     jkroute: str
+    drained: bool = False  # middleware.nodes[].drained: no new sessions (status N)
 
 
 def mpm_values(max_connections: int) -> dict[str, int]:
@@ -70,8 +78,9 @@ def mpm_values(max_connections: int) -> dict[str, int]:
 
 
 def members_for(host: str, backends: list[Backend], addresses: list[str], colocated: bool) -> list[dict]:
-    """The BalancerMember values on `host`: colocated hosts prefer their own node, the rest are +H."""
-    return [{"address": addr, "route": b.jkroute, "standby": colocated and b.name != host}
+    """The BalancerMember values on `host`: colocated hosts prefer their own node, the rest are +H;
+    a drained node takes no new sessions (N)."""
+    return [{"address": addr, "route": b.jkroute, "standby": colocated and b.name != host, "drained": b.drained}
             for b, addr in zip(backends, addresses)]
 
 
@@ -90,6 +99,9 @@ class ApacheFrontend(pulumi.ComponentResource):
     status: pulumi.Output[list]
     ready: list[pulumi.Resource]
     admin_networks: list[str]  # the only sources that reach SOAP and balancer-manager
+    web_hosts: list[Host]
+    backends: list[Backend]  # the members, each drained as the config says
+    started: dict[str, pulumi.Resource]  # web host -> its start step (Apache answers with its config)
 
     def __init__(self, name: str, cfg: EstateConfig, web_hosts: list[Host], backends: list[Backend],
                  depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
@@ -100,6 +112,9 @@ class ApacheFrontend(pulumi.ComponentResource):
         if not backends:
             raise ValueError(f"{name}: an Apache frontend needs at least one backend member")
         colocated = fe.mode == "colocated"
+        drained = {n.host for n in cfg.middleware.nodes if n.drained} if cfg.middleware else set()
+        self.backends = backends = [replace(b, drained=b.name in drained) for b in backends]
+        self.web_hosts, self.started = list(web_hosts), {}
         self.admin_networks = admin_networks = [str(n) for n in fe.admin_networks]
         mpm = render("web/mpm-event.conf.j2", max_connections=fe.max_connections, **mpm_values(fe.max_connections))
 
@@ -126,7 +141,7 @@ class ApacheFrontend(pulumi.ComponentResource):
         # The digest makes a configuration change reach this step, which applies it, and the check
         # after it, which reports (and checks) what Apache runs now, not what it ran before.
         digest = site.apply(lambda text: config_digest(text, mpm))
-        start = run_script(f"{step}-start", h, "web/apache-start.sh.j2", parent=self,
+        start = self.started[h.name] = run_script(f"{step}-start", h, "web/apache-start.sh.j2", parent=self,
                            values={"config_digest": digest}, depends_on=[configure, *depends_on])
         url = pulumi.Output.concat("http://", h.address, "/appsuite/")
         admin_url = pulumi.Output.concat("http://", h.address, f":{ADMIN_PORT}/")

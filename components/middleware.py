@@ -6,9 +6,15 @@ Creates, as steps named `<group>-<node>-<phase>`:
   with the Hazelcast session storage when there are several nodes;
 - initconfigdb (first node, once per OX cluster): the configdb on its write host; an existing
   configdb is adopted, never re-initialized;
-- configure (every node): oxinstaller with identical options but a unique --jkroute,
+- configure (every node, in parallel): oxinstaller with identical options but a unique --jkroute,
   hazelcast.properties (static join over every node), the replication monitor setting for the
-  configdb's topology; (re)starts the service and waits for the admin daemon.
+  configdb's topology; starts the service where it is not running and waits for the admin
+  daemon. A running node is never restarted here: a change that needs one is left pending for
+  the node's restart step, which components/mwrestart.py chains one node after another (a new
+  node's member list alone needs none: see the script).
+
+`restart_digests` (per node) is what that chain runs on: the digest of everything configure
+writes that OX reads only at start (so not the Hazelcast member list).
 
 The provisioning node (role "provisioning") is configured like the others and joins the
 Hazelcast cluster, but is never a frontend backend.
@@ -16,6 +22,7 @@ Hazelcast cluster, but is never a frontend backend.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
@@ -24,7 +31,7 @@ from .config import EstateConfig, FilestoreSpec
 from .grants import OX_DB_USER
 from .hosts import Host
 from .remote import phase_steps
-from .render import render
+from .render import render, sha256, verbatim
 from .secrets import StackSecrets
 from .versions import appsuite_before
 
@@ -49,6 +56,9 @@ class OXMiddlewareGroup(pulumi.ComponentResource):
     admin_host: Host  # where the registration runs: the provisioning node if there is one
     users: dict[str, pulumi.Resource]  # each node's open-xchange user step (the filestore needs it)
     ready: list[pulumi.Resource]
+    configured: dict[str, pulumi.Resource]  # node -> its configure step
+    restart_digests: dict[str, pulumi.Output[str]]  # node -> digest of what OX reads only at start
+    node_secrets: dict[str, pulumi.Input[str]]  # what a node's steps read on stdin
 
     def __init__(self, name: str, cfg: EstateConfig, hosts: dict[str, Host], configdb: ConfigdbEndpoints,
                  secrets: StackSecrets, depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
@@ -90,20 +100,33 @@ class OXMiddlewareGroup(pulumi.ComponentResource):
                         "OX_ADMIN_MASTER_PASSWORD": secrets.ox_admin_master_password}
         if group_password:
             node_secrets["HAZELCAST_GROUP_PASSWORD"] = secrets.hazelcast_group_password
-        self.ready = [
-            step(self.nodes[n.host], "configure", "mw/ox-configure.sh.j2", secrets=node_secrets,
-                 depends_on=[prepared[n.host], configdb_ready],
-                 values={**endpoints, "read_host": configdb.read_host, "read_port": configdb.read_port,
-                         "server_name": mw.server_name, "cluster_name": mw.cluster_name, "jkroute": n.jkroute,
-                         "servermemory": mw.servermemory_mb, "hazelcast": hazelcast,
-                         "hazelcast_group_password": group_password,
-                         "replication_monitor": str(configdb.replication_monitor).lower()})
-            for n in mw.nodes
-        ]
+        self.node_secrets = node_secrets
+        self.configured, self.restart_digests = {}, {}
+        for n in mw.nodes:
+            values = {**endpoints, "read_host": configdb.read_host, "read_port": configdb.read_port,
+                      "server_name": mw.server_name, "cluster_name": mw.cluster_name, "jkroute": n.jkroute,
+                      "servermemory": mw.servermemory_mb, "hazelcast_group_password": group_password,
+                      "replication_monitor": str(configdb.replication_monitor).lower()}
+            self.configured[n.host] = step(self.nodes[n.host], "configure", "mw/ox-configure.sh.j2",
+                                           secrets=node_secrets, depends_on=[prepared[n.host], configdb_ready],
+                                           values={**values, "hazelcast": hazelcast})
+            self.restart_digests[n.host] = restart_digest(values, multi_node=len(mw.nodes) > 1)
+        self.ready = list(self.configured.values())
         self.configdb_write_host = pulumi.Output.all(configdb.write_host, configdb.write_port).apply(
             lambda hp: f"{hp[0]}:{hp[1]}")
         self.backend_routes = {h: r for h, _, r in self.backends}
-        self.register_outputs({"backends": self.backend_routes, "configdbWriteHost": self.configdb_write_host})
+        self.jkroutes = {n.host: n.jkroute for n in mw.nodes}
+        self.drained = [n.host for n in mw.nodes if n.drained]
+        self.register_outputs({"backends": self.backend_routes, "configdbWriteHost": self.configdb_write_host,
+                               "drained": self.drained})
+
+
+def restart_digest(values: dict, multi_node: bool) -> pulumi.Output[str]:
+    """The digest of what a node's configure step writes that OX reads only at start: its values
+    without the Hazelcast member list, whether it joins others at all, and the script itself."""
+    script = verbatim("scripts/mw/ox-configure.sh.j2")
+    return pulumi.Output.all(**values).apply(lambda v: sha256(
+        json.dumps({**v, "multi_node": multi_node}, sort_keys=True, default=str) + script))
 
 
 def _url_host(url: str | None) -> str:

@@ -44,6 +44,7 @@ CONVERGING = frozenset({
     "db/galera-probe.sh.j2", "db/galera-recover.sh.j2",
     "db/gtid-replica.sh.j2", "db/clustercheck.sh.j2",
     "mw/haproxy.sh.j2", "mw/ox-configure.sh.j2",
+    "web/balancer-readmit.sh.j2",  # each member back as the config says (drained or not, enabled)
     "mw/register-server.sh.j2", "mw/register-filestore.sh.j2", "mw/register-database.sh.j2",
     "mw/create-context.sh.j2",
     "fs/nfs-server.sh.j2", "fs/nfs-client.sh.j2", "fs/filestore-check.sh.j2",

@@ -286,10 +286,14 @@ def _frontend(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     # Apache's byrequests balancer evens out what each member served, so a member that was out for
     # a while takes the next new sessions first: 60 are enough for every member to get some.
     fresh = routes_through(shell, source, f"{base}/appsuite/api/apps", 60)
+    backends = outputs.get("middlewareBackends") or {}
+    drained = {backends[h] for h in outputs.get("middlewareDrained") or [] if h in backends}
     checks = [
         (f"apache: cookie .{second} sticks", cookie == Counter({second: 20}), f"{dict(cookie)}"),
         (f"apache: ;jsessionid=.{third} sticks", path == Counter({third: 20}), f"{dict(path)}"),
-        ("apache: new sessions spread", len(fresh) == len(routes) and "error" not in fresh, f"{dict(fresh)}"),
+        # A drained node (middleware.nodes[].drained) takes no new sessions.
+        ("apache: new sessions spread", set(fresh) == set(routes) - drained and "error" not in fresh,
+         f"{dict(fresh)}" + (f", drained {sorted(drained)}" if drained else "")),
     ]
     # SOAP and balancer-manager live only on the admin listener, for the admin networks (the
     # frontend config says which). A host outside them gets no answer from either, on either port:

@@ -136,6 +136,9 @@ class UnitMocks(pulumi.runtime.Mocks):
             url = re.search(r"http://[0-9.]+/appsuite/", create).group(0)
             return json.dumps({"host": name.split("-")[-2], "url": url, "mpm": "event", "generation": 1,
                                "pid": 100, "balancer": 200})
+        if re.search(r"-drain-[^-]+$", name):
+            return json.dumps({"host": name.split("-")[-3], "node": name.split("-")[-1], "action": "drain",
+                               "drain": 1, "disabled": 1, "run": "1764655200000000000"})
         if name.endswith("-replica"):
             return json.dumps({"replica": name.split("-")[-2], "source": "peer", "io": "Yes", "sql": "Yes", "lag": 0,
                                "gtidSlavePos": "1-41-7"})

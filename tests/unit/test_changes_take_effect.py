@@ -501,36 +501,73 @@ esac
 '''
 
 
-def _ox_configure(box: Box, servermemory: int):
+def _ox_configure(box: Box, servermemory: int, members: str = "10.0.0.21"):
+    hazelcast = (f"com.openexchange.hazelcast.enabled=true\ncom.openexchange.hazelcast.network.interfaces={members}\n"
+                 f"com.openexchange.hazelcast.network.join.static.nodes={members}\n")
     values = {"write_host": "127.0.0.1", "write_port": 3307, "read_host": "127.0.0.1", "read_port": 3306,
               "db_user": "openexchange", "db_name": "configdb", "server_name": "oxserver", "cluster_name": "ox",
-              "jkroute": "OX1", "servermemory": servermemory, "hazelcast": Rendered("com.openexchange.hazelcast.enabled=true\n"),
+              "jkroute": "OX1", "servermemory": servermemory, "hazelcast": Rendered(hazelcast),
               "hazelcast_group_password": False, "replication_monitor": "false"}
     secrets = _b64(CONFIGDB_PASSWORD="cdb-pw", OX_ADMIN_MASTER_PASSWORD=MASTER)
     return box.run("mw/ox-configure.sh.j2", values, stdin=secrets, step="ox-mw-mw1-configure", host="mw1")
 
 
-@needs_root
-def test_a_servermemory_change_restarts_open_xchange_even_after_a_failed_restart(tmp_path):
-    """--servermemory lands in ox-scriptconf.sh, not in a .properties file: it must count too."""
+def _ox_restart(box: Box):
+    secrets = _b64(OX_ADMIN_MASTER_PASSWORD=MASTER)
+    return box.run("mw/ox-restart.sh.j2", {"restart_digest": "d1", "jkroute": "OX1", "drained_at": "1"}, stdin=secrets,
+                   step="ox-mwroll-mw1-restart", host="mw1")
+
+
+def _ox_service_box(tmp_path) -> Box:
     box = Box(tmp_path)
     (box.etc / "group").write_text(Path("/etc/group").read_text() + "open-xchange:x:2001:\n")
     _fake(box.sbin / "oxinstaller", OX_INSTALLER)
     _fake(box.sbin / "listserver", "exit 0\n")
     _fake(box.etc / "init.d" / "open-xchange", OX_INIT)
+    _fake(box.bin / "curl", "printf 200\n")  # OX's HTTP listener answers
+    return box
+
+
+@needs_root
+def test_a_servermemory_change_is_left_to_the_restart_step_which_restarts_even_after_a_failure(tmp_path):
+    """--servermemory lands in ox-scriptconf.sh, not in a .properties file: it must count too. The
+    configure step (every node at once) never restarts a running node: it leaves the restart
+    pending for the rolling restart's step, and that step restarts until it succeeds."""
+    box = _ox_service_box(tmp_path)
     assert _ox_configure(box, 2048).returncode == 0
     assert _ox_configure(box, 2048).returncode == 0
     assert box.calls("service") == ["open-xchange status", "open-xchange start", "open-xchange status"]
+    assert not (box.state / "open-xchange.restart-pending").exists()
+    changed = _ox_configure(box, 4096)
+    assert changed.returncode == 0, changed.stderr
+    assert box.calls("service")[-1] == "open-xchange status"  # running, not restarted
+    assert (box.state / "open-xchange.restart-pending").exists()
     (box.fake / "fail-restart").touch()
-    failed = _ox_configure(box, 4096)
-    assert failed.returncode == 1 and "step ox-mw-mw1-configure on mw1" in failed.stderr
+    failed = _ox_restart(box)
+    assert failed.returncode == 1 and "step ox-mwroll-mw1-restart on mw1" in failed.stderr
     assert (box.state / "open-xchange.restart-pending").exists()
     (box.fake / "ox-alive").touch()  # say it came back with the old settings somehow
-    retry = _ox_configure(box, 4096)  # nothing changes in the files now: the marker restarts it
+    retry = _ox_restart(box)  # nothing changes in the files now: the marker restarts it
     assert retry.returncode == 0, retry.stderr
+    assert '"action": "restart"' in retry.stdout
     assert box.calls("service")[-4:] == ["open-xchange status", "open-xchange restart", "open-xchange status",
                                          "open-xchange restart"]
     assert not (box.state / "open-xchange.restart-pending").exists()
+    again = _ox_restart(box)
+    assert '"action": "none"' in again.stdout and box.calls("service")[-1] == "open-xchange status"
+
+
+@needs_root
+def test_a_new_hazelcast_member_is_written_without_a_restart(tmp_path):
+    """Hazelcast's TCP-IP join: a new member needs one running member in its own list; the running
+    nodes read the longer list at their next start. So a new member list leaves nothing pending."""
+    box = _ox_service_box(tmp_path)
+    assert _ox_configure(box, 2048, "10.0.0.21,10.0.0.22").returncode == 0
+    grown = _ox_configure(box, 2048, "10.0.0.21,10.0.0.22,10.0.0.23")
+    assert grown.returncode == 0, grown.stderr
+    assert "10.0.0.23" in (box.oxetc / "hazelcast.properties").read_text()
+    assert not (box.state / "open-xchange.restart-pending").exists()
+    assert "restart" not in " ".join(box.calls("service"))
 
 
 NFS_FAKES = {

@@ -73,6 +73,15 @@ BAD_CONFIGS = [
      "middleware.clustername", "Extra inputs are not permitted"),
     ("unknown top-level key", {"databse": {}},
      "databse", "unknown key"),
+    ("drained is not a boolean", {"middleware": {"nodes": [{"host": "mw1", "jkroute": "OX1", "drained": "yes"},
+                                                           {"host": "mw2", "jkroute": "OX2"}]}},
+     "middleware.nodes[0].drained", "true or false is expected"),
+    ("every backend drained", {"middleware": {"nodes": [{"host": "mw1", "jkroute": "OX1", "drained": True},
+                                                        {"host": "mw2", "jkroute": "OX2", "drained": "true"}]}},
+     "middleware.nodes", "every backend node is drained"),
+    ("a drained provisioning node", {"middleware": {"nodes": [
+        {"host": "mw1", "jkroute": "OX1"}, {"host": "mw2", "jkroute": "PROV", "role": "provisioning", "drained": True}]}},
+     "middleware.nodes[1].drained", "a provisioning node cannot be drained"),
 ]
 
 

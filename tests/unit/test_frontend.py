@@ -133,10 +133,13 @@ def test_soap_and_balancer_manager_live_only_on_the_admin_listener(dedicated):
     assert re.findall(r"ProxyPass (\S+) balancer://(\S+)", admin) == [
         ("/webservices", "oxcluster/webservices"), ("/servlet/axis2/services", "oxcluster/servlet/axis2/services")]
     assert "SetHandler balancer-manager" in admin
-    # <Location /> holds the only Require: everything on this listener, balancer-manager included.
+    # <Location /> holds the rule for everything on this listener; balancer-manager adds, OR-ed
+    # to it, the host itself (the drain and readmit steps call it on 127.0.0.1), nobody else.
     requires = [line.strip() for line in admin.splitlines() if line.strip().startswith("Require")]
-    assert requires == ["Require ip 10.0.0.0/28 192.0.2.0/24"]
+    assert requires == ["Require ip 10.0.0.0/28 192.0.2.0/24", "Require local"]
     assert re.search(r"<Location />\n\s*Require ip ", admin)
+    assert re.search(r"<Location /balancer-manager>\n\s*SetHandler balancer-manager\n(\s*#.*\n)*"
+                     r"\s*AuthMerging Or\n\s*Require local\n\s*</Location>", admin)
     assert site.count("SetHandler balancer-manager") == 1
 
 
@@ -145,7 +148,7 @@ def test_no_admin_networks_means_nobody(stack_config):
     admin = _vhost(_site(recording, "web1"), ADMIN_PORT)
     assert "Require ip" not in admin
     assert [line.strip() for line in admin.splitlines() if line.strip().startswith("Require")] == \
-        ["Require all denied"]
+        ["Require all denied", "Require local"]  # balancer-manager: the host itself only
 
 
 def _gate(site: str) -> re.Pattern:
@@ -225,6 +228,21 @@ def test_colocated_hosts_prefer_their_own_node(stack_config):
             assert line.endswith(f"route=OX{j}")
             assert ("loadfactor=50" in line) == (i == j) and ("status=+H" in line) == (i != j), (i, line)
     assert outputs["urls"] == [f"http://10.0.0.2{i}/appsuite/" for i in (1, 2, 3)]
+
+
+def test_a_drained_node_is_a_member_with_status_drain(stack_config):
+    """middleware.nodes[].drained: the member stays (its sticky sessions too) with status N, so a
+    fresh Apache starts it drained; colocated, a drained standby is +HN."""
+    nodes = [{**NODES[0], "drained": True}, *NODES[1:]]
+    raw = stack_config(hosts=HOSTS, middleware={"nodes": nodes},
+                       frontend={"mode": "dedicated", "nodes": ["web1"], "adminNetworks": ["10.0.0.0/28"]})
+    recording, _ = _build(config.parse(raw, {"sshPrivateKey"}))
+    for balancer in ("oxcluster", "eas_oxcluster"):
+        first, *others = _members(_site(recording, "web1"), balancer)
+        assert "status=+N route=OX1" in first and "loadfactor=50" in first
+        assert not [m for m in others if "status=" in m], others
+    colocated = [{"address": "a", "route": "OX1", "standby": True, "drained": True}]
+    assert "status=+HN route=OX1" in site_config("web2", colocated, [])
 
 
 def test_steps_run_in_order_and_start_waits_for_the_backends(dedicated):

@@ -180,3 +180,70 @@ def test_repository_without_password_is_refused(stack_config):
     mw = {"nodes": [{"host": "mw1", "jkroute": "OX1"}], "packageSource": "repository", "repositoryUrl": "https://x/y"}
     with pytest.raises(ConfigError, match="ox-estate:oxRepositoryPassword: packageSource 'repository' needs"):
         parse(stack_config(middleware=mw), {"sshPrivateKey"})
+
+
+def _roll(recording) -> list[str]:
+    """The rolling restart's steps, in the order their dependencies force."""
+    steps = [r for r in recording.registrations if r.name.startswith("ox-mwroll-")]
+    return [r.name for r in steps]
+
+
+def test_a_running_node_is_restarted_only_by_its_rolling_restart_step(recording):
+    """configure runs on every node at once, so it never restarts a running OX; each node's
+    restart step does, after its drain at every Apache and before the next node's drain."""
+    assert "ox_service open-xchange restart" not in _code(script_of(recording.named("ox-mw-mw1-configure")))
+    assert "ox_service open-xchange restart" in _code(script_of(recording.named("ox-mwroll-mw1-restart")))
+    webs = ("mw1", "mw2")  # colocated: Apache on each backend node
+    chain = [*(f"ox-mwroll-{w}-drain-mw1" for w in webs), "ox-mwroll-mw1-restart",
+             *(f"ox-mwroll-{w}-readmit-mw1" for w in webs), *(f"ox-mwroll-{w}-drain-mw2" for w in webs),
+             "ox-mwroll-mw2-restart", *(f"ox-mwroll-{w}-readmit-mw2" for w in webs), "ox-mwroll-web1-restart"]
+    assert sorted(_roll(recording)) == sorted(chain)  # the provisioning node (web1) is never drained
+    urn = lambda n: recording.named(n).urn  # noqa: E731
+    for w in webs:
+        assert {urn(f"ox-mwroll-{x}-drain-mw1") for x in webs} <= _deps(recording, "ox-mwroll-mw1-restart")
+        assert urn("ox-mwroll-mw1-restart") in _deps(recording, f"ox-mwroll-{w}-readmit-mw1")
+        assert {urn(f"ox-mwroll-{x}-readmit-mw1") for x in webs} <= _deps(recording, f"ox-mwroll-{w}-drain-mw2")
+        assert urn(f"ox-web-{w}-start") in _deps(recording, f"ox-mwroll-{w}-drain-mw1")
+    assert {urn(f"ox-mwroll-{x}-readmit-mw2") for x in webs} <= _deps(recording, "ox-mwroll-web1-restart")
+    assert urn("ox-mw-mw1-configure") in _deps(recording, "ox-mwroll-mw1-restart")
+    # The registration talks to the admin host's (web1's) admin daemon: never while it restarts.
+    assert urn("ox-mwroll-web1-restart") in _deps(recording, "ox-registration-server")
+
+
+def test_the_restart_digest_ignores_the_hazelcast_members_and_follows_what_ox_reads_at_start(stack_config):
+    """A new node changes every node's member list (configure writes it) but no node's restart
+    step (Hazelcast's TCP-IP join needs no restart of the running members); servermemoryMb
+    changes both."""
+    from conftest import BASE_CONFIG
+
+    def scripts(hosts=None, **mw):
+        overrides = {"middleware": {**MW3, **mw}, "frontend": {"mode": "colocated"}}
+        rec = run_program(stack_config(**overrides, **({"hosts": hosts} if hosts else {})), SECRET)
+        out = {r.name: script_of(r) for r in rec.registrations if r.name.endswith(("-restart", "-configure"))}
+        # A restart step's digest: what decides whether OX restarts (the drains' run varies with
+        # the set of Apaches, which here, colocated, grows with the new node).
+        return {n: re.search(r"restart digest: (\w+)", t).group(1) if n.endswith("-restart") else t
+                for n, t in out.items()}
+
+    base = scripts()
+    grown = scripts(hosts=[*BASE_CONFIG["hosts"], {"name": "mw3", "address": "10.0.0.23"}],
+                    nodes=[*MW3["nodes"], {"host": "mw3", "jkroute": "OX3"}])
+    memory = scripts(servermemoryMb=4096)
+    for n in ("mw1", "mw2", "web1"):
+        assert grown[f"ox-mw-{n}-configure"] != base[f"ox-mw-{n}-configure"]
+        assert grown[f"ox-mwroll-{n}-restart"] == base[f"ox-mwroll-{n}-restart"]
+        assert memory[f"ox-mwroll-{n}-restart"] != base[f"ox-mwroll-{n}-restart"]
+        assert memory[f"ox-mw-{n}-configure"] != base[f"ox-mw-{n}-configure"]
+    assert "ox-mwroll-mw3-restart" in grown
+
+
+def test_drain_and_readmit_use_balancer_manager_with_nonce_and_referer(recording):
+    drain = _code(script_of(recording.named("ox-mwroll-mw1-drain-mw2")))
+    readmit = _code(script_of(recording.named("ox-mwroll-mw1-readmit-mw2")))
+    for script in (drain, readmit):
+        assert "http://127.0.0.1:8088/balancer-manager" in script
+        assert '-H "Referer: ${manager}"' in script and 'nonce=${nonce}' in script
+        assert "balancers=(oxcluster eas_oxcluster )" in script
+        assert "member=http://10.0.0.22:8009" in script
+    assert "want_n=1\nwant_d=1" in drain and "want_n=0\nwant_d=0" in readmit
+    assert "w_lf=" in readmit and "w_lf=" not in drain
