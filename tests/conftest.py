@@ -74,3 +74,26 @@ def _reset_pulumi_runtime():
     settings.ROOT.set(None)  # set_mocks would reuse it, exports and all
     gc.collect()
     loop.close()
+
+
+# The lab tests print their figures (writes acknowledged and lost, seconds to fail over or recover,
+# Synced floors). pytest keeps a passing test's output to itself, so the figures are collected here
+# and printed once at the end of every run, CI's included.
+_LAB_FIGURES: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.passed and report.nodeid.startswith("tests/lab/"):
+        # Each phase's report carries the earlier phases' output too: take this phase's own.
+        own = "".join(text for name, text in report.sections if name == f"Captured stdout {report.when}")
+        if own.strip():
+            _LAB_FIGURES.append((f"{report.nodeid} ({report.when})", own.strip()))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _LAB_FIGURES:
+        terminalreporter.section("lab figures")
+        for where, text in _LAB_FIGURES:
+            terminalreporter.write_line(f"{where}:")
+            for line in text.splitlines():
+                terminalreporter.write_line(f"    {line}")
