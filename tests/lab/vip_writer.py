@@ -1,4 +1,4 @@
-"""A write load through a floating address, for tests/lab/test_floating.py.
+"""A write load through a floating address, for tests/lab/test_lab_floating.py.
 
 Run inside a lab host's network namespace (`ip netns exec <host> python vip_writer.py ...`), so
 its traffic stays in the lab. Reads the 'openexchange' password on stdin (never argv). Inserts
