@@ -53,6 +53,8 @@ MPM_CONF = "ox-mpm-event"
 # admin networks; the public :80 maps neither (see the site template for why). Not 8009: in
 # colocated mode OX itself listens there on the same host.
 ADMIN_PORT = 8088
+# balancer-manager again, on 127.0.0.1 only: the drain and readmit steps (mwrestart) use it.
+MANAGER_PORT = 8089
 # The balancers the site defines (web/appsuite-site.conf.j2): a drain applies to each.
 BALANCERS = ("oxcluster", "eas_oxcluster")
 # oxpedia "Tune apache2": 32 threads per child; MaxRequestWorkers / ThreadsPerChild = ServerLimit.
@@ -86,7 +88,7 @@ def members_for(host: str, backends: list[Backend], addresses: list[str], coloca
 
 def site_config(host: str, members: list[dict], admin_networks: list[str]) -> str:
     return render("web/appsuite-site.conf.j2", host=host, members=members, admin_networks=admin_networks,
-                  admin_port=ADMIN_PORT)
+                  admin_port=ADMIN_PORT, manager_port=MANAGER_PORT)
 
 
 def config_digest(site: str, mpm: str) -> str:

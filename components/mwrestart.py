@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import pulumi
 
-from .frontend import ADMIN_PORT, BALANCERS, ApacheFrontend
+from .frontend import BALANCERS, MANAGER_PORT, ApacheFrontend
 from .parse import parse_json_line
 from .middleware import OXMiddlewareGroup
 from .remote import run_script
@@ -65,7 +65,7 @@ class MiddlewareRestarts(pulumi.ComponentResource):
         drained = {"drained": member.drained, "drained_at": drained_at} if action == "readmit" else {}
         return run_script(f"{name}-{web.name}-{action}-{node}", web, f"web/balancer-{action}.sh.j2", parent=self,
                           values={"node": node, "member": address, **drained,
-                                  "balancers": list(BALANCERS), "admin_port": ADMIN_PORT, "restart_digest": digest},
+                                  "balancers": list(BALANCERS), "manager_port": MANAGER_PORT, "restart_digest": digest},
                           depends_on=depends_on)
 
 

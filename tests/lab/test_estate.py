@@ -233,7 +233,10 @@ def test_renaming_the_server_unregisters_nothing(estate):
 
 MW = ("fmw1", "fmw2", "fmw3")
 HOSTS_F = ("fdb1", "fdb2", "fdb3", "fdb4", "fdb5", "fmw1", "fmw2", "fmw3", "fnfs1", "fweb1")
-GALERA_START = {"ox-galera-fdb1-bootstrap", "ox-galera-fdb2-join", "ox-galera-fdb3-join"}
+# A node's config digest reaches its recovery probe (and so the recover step), its place in the
+# bootstrap/join chain, and the writer-last pass (restart-last).
+GALERA_START = {"ox-galera-fdb1-bootstrap", "ox-galera-fdb2-join", "ox-galera-fdb3-join"} | {
+    f"ox-galera-fdb{i}-{p}" for i in (1, 2, 3) for p in ("probe", "recover", "restart-last")}
 GALERA_CONF = {f"ox-galera-fdb{i}-configure" for i in (1, 2, 3)}
 GTID_CONF_START = {f"ox-gtid-fdb{i}-{p}" for i in (4, 5) for p in ("configure", "start")}
 WEB = {f"ox-web-fweb1-{p}" for p in ("configure", "start", "check")}

@@ -16,7 +16,7 @@ import pytest
 from pulumi_command import remote
 
 from components import config
-from components.frontend import ADMIN_PORT, MODULES, ApacheFrontend, Backend, mpm_values, members_for, site_config
+from components.frontend import ADMIN_PORT, MANAGER_PORT, MODULES, ApacheFrontend, Backend, mpm_values, members_for, site_config
 from components.hosts import static_hosts
 from components.render import render
 from harness import Recording, UnitMocks, is_secret, script_of, set_recording_mocks, unwrap
@@ -98,8 +98,8 @@ def test_the_provisioning_node_is_never_a_member(dedicated):
     assert "10.0.0.24" not in site and "PROV" not in site
 
 
-def _vhost(site: str, port: int) -> str:
-    return re.search(rf"<VirtualHost \*:{port}>\n(.*?)</VirtualHost>", site, re.S).group(1)
+def _vhost(site: str, port: int, address: str = "*") -> str:
+    return re.search(rf"<VirtualHost {re.escape(address)}:{port}>\n(.*?)</VirtualHost>", site, re.S).group(1)
 
 
 def test_the_vhosts_share_the_balancers_and_each_keeps_their_changes(dedicated):
@@ -133,14 +133,19 @@ def test_soap_and_balancer_manager_live_only_on_the_admin_listener(dedicated):
     assert re.findall(r"ProxyPass (\S+) balancer://(\S+)", admin) == [
         ("/webservices", "oxcluster/webservices"), ("/servlet/axis2/services", "oxcluster/servlet/axis2/services")]
     assert "SetHandler balancer-manager" in admin
-    # <Location /> holds the rule for everything on this listener; balancer-manager adds, OR-ed
-    # to it, the host itself (the drain and readmit steps call it on 127.0.0.1), nobody else.
+    # <Location /> holds the one rule for everything on this listener, and nothing below it merges
+    # in another: an `AuthMerging Or` exception for 127.0.0.1 let `/balancer-manager/` through.
     requires = [line.strip() for line in admin.splitlines() if line.strip().startswith("Require")]
-    assert requires == ["Require ip 10.0.0.0/28 192.0.2.0/24", "Require local"]
+    assert requires == ["Require ip 10.0.0.0/28 192.0.2.0/24"]
     assert re.search(r"<Location />\n\s*Require ip ", admin)
-    assert re.search(r"<Location /balancer-manager>\n\s*SetHandler balancer-manager\n(\s*#.*\n)*"
-                     r"\s*AuthMerging Or\n\s*Require local\n\s*</Location>", admin)
-    assert site.count("SetHandler balancer-manager") == 1
+    assert not re.search(r"^\s*AuthMerging", site, re.M)
+    assert re.search(r"<Location /balancer-manager>\n\s*SetHandler balancer-manager\n\s*</Location>", admin)
+    # The drain and readmit steps' balancer-manager: a listener on loopback alone, nothing else on it.
+    assert f"Listen 127.0.0.1:{MANAGER_PORT}\n" in site
+    manager = _vhost(site, MANAGER_PORT, "127.0.0.1")
+    assert [line.strip() for line in manager.splitlines() if line.strip().startswith("Require")] == ["Require local"]
+    assert "ProxyPass" not in manager and "BalancerPersist On" in manager
+    assert site.count("SetHandler balancer-manager") == 2
 
 
 def test_no_admin_networks_means_nobody(stack_config):
@@ -148,7 +153,7 @@ def test_no_admin_networks_means_nobody(stack_config):
     admin = _vhost(_site(recording, "web1"), ADMIN_PORT)
     assert "Require ip" not in admin
     assert [line.strip() for line in admin.splitlines() if line.strip().startswith("Require")] == \
-        ["Require all denied", "Require local"]  # balancer-manager: the host itself only
+        ["Require all denied"]
 
 
 def _gate(site: str) -> re.Pattern:

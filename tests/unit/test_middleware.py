@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from components.frontend import MANAGER_PORT
 from harness import is_secret, run_program, script_of, unwrap
 
 SECRET = {"sshPrivateKey", "oxAdminMasterPassword"}
@@ -241,7 +242,7 @@ def test_drain_and_readmit_use_balancer_manager_with_nonce_and_referer(recording
     drain = _code(script_of(recording.named("ox-mwroll-mw1-drain-mw2")))
     readmit = _code(script_of(recording.named("ox-mwroll-mw1-readmit-mw2")))
     for script in (drain, readmit):
-        assert "http://127.0.0.1:8088/balancer-manager" in script
+        assert f"http://127.0.0.1:{MANAGER_PORT}/balancer-manager" in script
         assert '-H "Referer: ${manager}"' in script and 'nonce=${nonce}' in script
         assert "balancers=(oxcluster eas_oxcluster )" in script
         assert "member=http://10.0.0.22:8009" in script
