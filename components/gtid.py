@@ -57,12 +57,15 @@ class GtidPair(pulumi.ComponentResource):
         step = phase_steps(name, self, "db/")
 
         started = {}
-        members = [(master, spec.master, 1, False), (slave, spec.slave, 2, not both_write)]
+        # Slave first: a settings change restarts the slave, then the master (the writes' server)
+        # once the slave is back, one at a time; the master's start step waits for the slave's.
+        members = [(slave, spec.slave, 2, not both_write), (master, spec.master, 1, False)]
         for host, member, side, read_only in members:
             files = _files(cfg, host, facts, member, side, read_only)
             configured = install_and_configure(step, host, cfg, files, root)
             # The digest makes a settings change reach the start step, which restarts for it.
-            started[host.name] = step(host, "start", "mariadb-start.sh.j2", depends_on=[configured],
+            started[host.name] = step(host, "start", "mariadb-start.sh.j2",
+                                      depends_on=[configured, *started.values()],
                                       values={"server_id": member.server_id, "config_digest": config_digest(files)})
 
         def link(source: Host, replica: Host, seed: bool, after: list) -> pulumi.Resource:

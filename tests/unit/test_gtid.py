@@ -36,6 +36,15 @@ def test_master_slave_phases_in_order(master_slave):
     assert not [x for x in r.registrations if x.name in ("ox-gtid-db5-accounts", "ox-gtid-db4-replica")]
 
 
+@pytest.mark.parametrize("pair", ["master_slave", "master_master"])
+def test_a_settings_change_restarts_the_slave_first(pair, request):
+    """The start steps restart their server for a settings change: the master's waits for the
+    slave's, so the two never restart at once and the writes' server goes last."""
+    r = request.getfixturevalue(pair)
+    assert r.named("ox-gtid-db5-start").urn in _deps(r, "ox-gtid-db4-start")
+    assert r.named("ox-gtid-db4-start").urn not in _deps(r, "ox-gtid-db5-start")
+
+
 def test_slave_is_read_only_and_ids_are_distinct(master_slave):
     master = script_of(master_slave.named("ox-gtid-db4-configure"))
     slave = script_of(master_slave.named("ox-gtid-db5-configure"))
