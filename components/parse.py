@@ -91,8 +91,9 @@ class GaleraProbe(BaseModel):
     recoverError: str | None
 
 
-_POSITION = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:-?\d+$")
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_UUID_TEXT = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_UUID = re.compile(rf"^{_UUID_TEXT}$")
+_POSITION = re.compile(rf"^{_UUID_TEXT}:-?\d+$")  # what mariadbd --wsrep-recover prints: uuid:seqno
 
 
 def parse_galera_probe(step: str, stdout: str) -> GaleraProbe:
