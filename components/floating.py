@@ -87,6 +87,16 @@ def check_script(kind: str, address: str, peers: list[str]) -> str:
                   peers=peers, peer_timeout=PEER_TIMEOUT)
 
 
+def _files(host: str, self_address: str, peers: list[str], args: FloatingAddressArgs, index: int) -> dict[str, str]:
+    """What the keepalived step writes on one peer; `peers` are the other peers' addresses."""
+    return {
+        "config": keepalived_config(host, self_address, peers, args, index),
+        "check_text": check_script(args.check, args.address, peers),
+        "init_text": render("files/ox-keepalived.init.j2", config=CONFIG),
+        "unit_text": render("files/ox-keepalived.service.j2", config=CONFIG),
+    }
+
+
 class FloatingAddress(pulumi.ComponentResource):
     address: str  # without the prefix: what clients and OX use
     holders: pulumi.Output[list]  # per peer: {"host", "address", "holds"} after the deploy
@@ -104,12 +114,7 @@ class FloatingAddress(pulumi.ComponentResource):
 
         steps = []
         for i, h in enumerate(args.hosts):
-            files = addresses.apply(lambda a, i=i, h=h: {
-                "config": keepalived_config(h.name, a[i], [p for j, p in enumerate(a) if j != i], args, i),
-                "check_text": check_script(args.check, args.address, [p for j, p in enumerate(a) if j != i]),
-                "init_text": render("files/ox-keepalived.init.j2", config=CONFIG),
-                "unit_text": render("files/ox-keepalived.service.j2", config=CONFIG),
-            })
+            files = addresses.apply(lambda a, i=i, h=h: _files(h.name, a[i], a[:i] + a[i + 1:], args, i))
             steps.append(run_script(
                 f"{name}-{h.name}-keepalived", h, "net/keepalived.sh.j2", parent=self,
                 values={"files": files, "self_address": h.address, "prefix": prefix, "config_path": CONFIG,
