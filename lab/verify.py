@@ -270,6 +270,21 @@ def routes_through(shell: Shell, source: str, url: str, count: int, cookie: str 
                    for line in out.splitlines() if line.strip())
 
 
+def new_sessions(shell: Shell, source: str, url: str, members: set[str], batch: int = 60,
+                 most: int = 300) -> Counter:
+    """Requests without a session id, in batches, until every member answered one (or `most` sent).
+
+    Apache's byrequests balancer counts sticky requests too (mod_proxy_balancer: "so that even
+    session routes get into account"): a member that served many sticky requests, the lab's
+    cookie checks just sent 20, takes no new session until the others have caught up. Measured:
+    after 60 sticky requests to one of three members, the next 60 new sessions all went to the
+    other two. So one fixed batch can miss a healthy member; `most` bounds the wait."""
+    fresh: Counter = Counter()
+    while sum(fresh.values()) < most and not members <= set(fresh):
+        fresh += routes_through(shell, source, url, batch)
+    return fresh
+
+
 def _frontend(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     """Sticky routing on the jkroute through the real Apache, and the admin-only paths."""
     urls, routes = outputs.get("frontendUrls"), sorted((outputs.get("middlewareBackends") or {}).values())
@@ -283,11 +298,9 @@ def _frontend(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     second, third = routes[1], routes[-1]
     cookie = routes_through(shell, source, f"{base}/appsuite/api/apps", 20, f"1234567.{second}")
     path = routes_through(shell, source, f"{base}/appsuite/api/apps;jsessionid=7654321.{third}", 20)
-    # Apache's byrequests balancer evens out what each member served, so a member that was out for
-    # a while takes the next new sessions first: 60 are enough for every member to get some.
-    fresh = routes_through(shell, source, f"{base}/appsuite/api/apps", 60)
     backends = outputs.get("middlewareBackends") or {}
     drained = {backends[h] for h in outputs.get("middlewareDrained") or [] if h in backends}
+    fresh = new_sessions(shell, source, f"{base}/appsuite/api/apps", set(routes) - drained)
     checks = [
         (f"apache: cookie .{second} sticks", cookie == Counter({second: 20}), f"{dict(cookie)}"),
         (f"apache: ;jsessionid=.{third} sticks", path == Counter({third: 20}), f"{dict(path)}"),

@@ -31,6 +31,7 @@ HOST_BACKEND = f"{HOST_DIR}/fake_backend.py"
 ROUTES = {"wmw1": "OX1", "wmw2": "OX2", "wmw3": "OX3", "wmw4": "PROV"}  # wmw4: provisioning
 WEB = "10.217.0.41"
 ADMIN_PORT = 8088
+MANAGER_PORT = 8089  # components/frontend.py MANAGER_PORT: balancer-manager on 127.0.0.1 only
 ADMIN_HOST, OTHER_HOST = "wmw1", "wdb1"  # inside / outside adminNetworks 10.217.0.16/28
 BACKEND_LOG = "/tmp/fake-backend.log"
 # One balancer-manager worker row: balancer, worker URL, route, redirect, factor, set, status.
@@ -169,6 +170,13 @@ class FrontendLab(LabEstate):
     def manager_state(self, host: str = WEB) -> list[tuple[str, ...]]:
         """What balancer-manager can change, per worker (counters left out): as the admin network sees it."""
         return [tuple(html.unescape(c).strip() for c in row) for row in _WORKER_ROW.findall(self.manager_page(host))]
+
+    def manager_workers(self, host: str = "wweb1") -> str:
+        """balancer-manager's XML report with its counters, one field=value per worker field (for
+        failure messages): fetched on the frontend from the loopback-only manager listener."""
+        xml = self.run_on(host, f"curl -fsS --max-time 20 'http://127.0.0.1:{MANAGER_PORT}/balancer-manager?xml=1'")
+        fields = re.findall(r"<httpd:(name|status|lbstatus|loadfactor|elected)>([^<]*)<", xml)
+        return " ".join(f"{k}={v}" for k, v in fields)
 
     def nonce(self, balancer: str = "oxcluster") -> str:
         return re.search(rf"b={balancer}&amp;(?:w=[^&]+&amp;)?nonce=([0-9a-f-]+)", self.manager_page()).group(1)
