@@ -175,6 +175,10 @@ def test_reference_stack_builds_the_estate_its_layout_implies(stack, ssh_key):
     assert _steps(r, r"ox-mw-(.+)-configure") == sorted(f"ox-mw-{h}-configure" for h in layout.middleware)
     assert _steps(r, r"ox-mw-(.+)-initconfigdb") == [f"ox-mw-{layout.middleware[0]}-initconfigdb"]
     assert _steps(r, r"ox-mwroll-(.+)-restart") == sorted(f"ox-mwroll-{h}-restart" for h in layout.middleware)
+    # OX's one replication monitor switch: on when it reads a GTID userdb from its lagging slave.
+    monitor = "true" if layout.gtid else "false"
+    assert f"com.openexchange.database.replicationMonitor={monitor}" in \
+        script_of(r.named(f"ox-mw-{layout.middleware[0]}-configure"))
 
     # The filestore: exported by its server, present on every OX node.
     assert _steps(r, r"ox-fs-(.+)-export") == [f"ox-fs-{layout.nfs}-export"]
