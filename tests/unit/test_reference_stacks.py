@@ -58,7 +58,8 @@ def _cli_config(stack: str, ssh_key: str) -> tuple[dict[str, str], list[str]]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_file_loads_through_the_programs_config_path(stack, ssh_key):
     """Every stack file (reference, example and lab stacks) validates through `config.load()`,
-    the call `__main__.py` makes, with the secrets its header documents and no others."""
+    the call `__main__.py` makes, with only the secrets its comments say to set (and the SSH key,
+    which the lab runner passes to the lab stacks)."""
     text, raw = _stack_file(stack)
     assert not {k.partition(":")[2] for k in raw} & set(config.SECRET_KEYS), "a secret in plain text"
     pulumi.runtime.set_all_config(*_cli_config(stack, ssh_key))
