@@ -69,7 +69,7 @@ class Estate(pulumi.ComponentResource):
         if cfg.middleware:
             databases_ready = [r for tier in (self.galera, self.db_proxy, self.gtid, self.gtid_vip, self.standalone)
                                if tier for r in tier.ready]
-            self.middleware = OXMiddlewareGroup(f"{name}-mw", cfg, self.hosts, self._configdb(db.configdb),
+            self.middleware = OXMiddlewareGroup(f"{name}-mw", cfg, self.hosts, self._configdb(db.configdb, db.userdbs),
                                                 self.secrets, databases_ready, child)
             filestore_ready: list[pulumi.Resource] = []
             if cfg.filestore and cfg.filestore.server:
@@ -148,15 +148,17 @@ class Estate(pulumi.ComponentResource):
             return [self.hosts[h] for h, _, _ in self.middleware.backends]
         return [self.hosts[n] for n in cfg.frontend.nodes]
 
-    def _configdb(self, topology: str) -> ConfigdbEndpoints:
-        """Where OX nodes find the configdb, by the topology that holds it."""
+    def _configdb(self, topology: str, userdbs: list[str]) -> ConfigdbEndpoints:
+        """Where OX nodes find the configdb, by the topology that holds it. OX has one
+        replicationMonitor switch (configdb.properties) for the configdb and every userdb: it is on
+        when any of them is read from a replica that lags (a GTID slave), e.g. a GTID userdb behind
+        a Galera configdb."""
+        monitor = any(getattr(self, t).replication_monitor for t in {topology, *userdbs})
         if topology == "galera":  # through the HAProxy on each middleware node
-            return ConfigdbEndpoints("127.0.0.1", 3306, "127.0.0.1", 3307, self.galera.replication_monitor)
+            return ConfigdbEndpoints("127.0.0.1", 3306, "127.0.0.1", 3307, monitor)
         if topology == "gtid":
-            return ConfigdbEndpoints(self.gtid.slave_address, 3306, self._gtid_write_host, 3306,
-                                     self.gtid.replication_monitor)
-        return ConfigdbEndpoints(self.standalone.address, 3306, self.standalone.address, 3306,
-                                 self.standalone.replication_monitor)
+            return ConfigdbEndpoints(self.gtid.slave_address, 3306, self._gtid_write_host, 3306, monitor)
+        return ConfigdbEndpoints(self.standalone.address, 3306, self.standalone.address, 3306, monitor)
 
     @property
     def _gtid_write_host(self) -> pulumi.Input[str]:

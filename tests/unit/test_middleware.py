@@ -39,7 +39,8 @@ def test_oxinstaller_options_identical_but_the_jkroute(recording):
     assert "--network-listener-host='*'" in scripts["mw1"]
     assert "--configdb-writehost=127.0.0.1 --configdb-writeport=3307" in scripts["mw1"]
     assert "--configdb-readhost=127.0.0.1 --configdb-readport=3306" in scripts["mw1"]
-    assert "com.openexchange.database.replicationMonitor=false" in scripts["mw1"]
+    # One switch for the configdb and every userdb: the GTID userdb's slave lags, so it is on.
+    assert "com.openexchange.database.replicationMonitor=true" in scripts["mw1"]
 
 
 def test_hazelcast_static_join_lists_every_node_including_provisioning(recording):
@@ -129,6 +130,25 @@ def test_gtid_configdb_turns_the_replication_monitor_on(stack_config):
     assert "com.openexchange.database.replicationMonitor=true" in script
     assert "--configdb-writehost=10.0.0.14" in script and "--configdb-readhost=10.0.0.15" in script
     assert r.outputs["registeredDatabaseIds"].keys() == {"oxdb_gtid", "oxdb_gtid_read"}
+
+
+def test_galera_alone_needs_no_replication_monitor(stack_config):
+    """Galera's reads are causal: with no GTID userdb, OX's replication monitor stays off."""
+    r = run_program(stack_config(database={"galera": {"nodes": ["db1", "db2", "db3"]}, "configdb": "galera"}),
+                    {"sshPrivateKey"})
+    assert "com.openexchange.database.replicationMonitor=false" in script_of(r.named("ox-mw-mw1-configure"))
+
+
+def test_a_gtid_userdb_behind_a_galera_configdb_turns_the_monitor_on(stack_config):
+    """configdb.properties' replicationMonitor covers every userdb too (OX reads a GTID userdb from
+    its lagging slave), so the Galera configdb's causal reads do not turn it off."""
+    r = run_program(stack_config(database={"galera": {"nodes": ["db1", "db2", "db3"]},
+                                           "gtid": {"master": {"host": "db4", "serverId": 1},
+                                                    "slave": {"host": "db5", "serverId": 2}},
+                                           "configdb": "galera", "userdbs": ["gtid"]}), {"sshPrivateKey"})
+    script = script_of(r.named("ox-mw-mw1-configure"))
+    assert "com.openexchange.database.replicationMonitor=true" in script
+    assert "--configdb-writehost=127.0.0.1 --configdb-writeport=3307" in script
 
 
 def test_colocated_frontends_sit_on_the_backends_and_wait_for_them(recording):
