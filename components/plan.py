@@ -29,6 +29,7 @@ import json
 import re
 import runpy
 import shlex
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,12 +80,14 @@ def plan_key() -> str:
 
 def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[dict[str, str], set[str]]:
     """`stacks/Pulumi.<stack>.yaml` as the engine hands it to the program (`ns:key` -> text), with
-    `overrides` (keys without the namespace) on top, all of them secret; and the secret keys.
-    Encrypted values cannot be read here: those secrets are generated, as where they are unset."""
+    `overrides` (keys without the namespace; the secret keys' values as secrets) on top; and the
+    secret keys. Encrypted values cannot be read here: those secrets are generated, as where unset."""
+    from .config import SECRET_KEYS
+
     data = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
     raw = {k if ":" in k else f"{NAMESPACE}:{k}": v for k, v in (data.get("config") or {}).items()
            if not (isinstance(v, dict) and set(v) == {"secure"})}
-    secret = {f"{NAMESPACE}:{k}" for k in overrides or {}}
+    secret = {f"{NAMESPACE}:{k}" for k in overrides or {} if k in SECRET_KEYS}
     raw.update({f"{NAMESPACE}:{k}": v for k, v in (overrides or {}).items()})
     if f"{NAMESPACE}:sshPrivateKey" not in raw:
         raw[f"{NAMESPACE}:sshPrivateKey"] = plan_key()
@@ -236,16 +239,18 @@ def render_plan(stack: str, out: str | Path, overrides: dict[str, Any] | None = 
 
     ev, outputs = evaluate(stack, overrides)
     names = {**ev.addresses, **{address: name for name, address in (outputs.get("hostAddresses") or {}).items()}}
-    scrub = _scrubber(ev)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    scrub, scrubbed = _scrubber(ev), []
+    out = _fresh(Path(out))
     hosts: dict[str, dict] = {}
     for step in ev.steps:
         host = names.get(step.host, "_unknown-host")
         entry: dict[str, Any] = {"dependsOn": step.dependencies, "files": [], "secrets": step.stdin_names}
         for what, script in sorted(step.scripts.items()):
             file = f"{host}/{step.name}.{what}.sh"
-            _write(out / file, scrub(script) if script is not None else "# <unknown at plan time>\n")
+            text = scrub(script) if script is not None else "# <unknown at plan time>\n"
+            if SECRET in text and (script is None or SECRET not in script):
+                scrubbed.append(file)  # the program put a secret into a script: it never should
+            _write(out / file, text)
             entry["files"].append(file)
             if script is None:
                 entry.setdefault("unknown", []).append(what)
@@ -254,9 +259,10 @@ def render_plan(stack: str, out: str | Path, overrides: dict[str, Any] | None = 
             _write(out / file, "".join(f"{n}={SECRET}\n" for n in step.stdin_names))
             entry["files"].append(file)
         hosts.setdefault(host, {})[step.name] = entry
-    index = {"stack": stack, "assumptions": {"facts": ASSUMED_FACTS, "galeraProbes": "fresh nodes",
-                                             "unknownValues": "<unknown:STEP.FIELD>", "secrets": SECRET},
-             "hosts": hosts}
+    index = {"stack": stack, "hosts": hosts, "secretsScrubbedFrom": scrubbed,
+             "assumptions": {"facts": ASSUMED_FACTS, "galeraProbes": "fresh nodes: nothing to recover",
+                             "unknownValues": "<unknown:STEP.FIELD>", "secrets": SECRET,
+                             "digests": "of the planned text (with the assumed facts and the placeholders)"}}
     _write(out / "index.json", json.dumps(index, indent=2, sort_keys=True) + "\n")
     topology.write(topology.for_stack(stack, overrides), out)
     return index
@@ -279,6 +285,18 @@ def _scrubber(ev: Evaluation) -> Callable[[str], str]:
         return _ID.sub(lambda m: ids.get(m.group(1), m.group(1)), text)
 
     return scrub
+
+
+def _fresh(out: Path) -> Path:
+    """An empty `out`: a plan written there before is replaced whole (no stale step stays behind);
+    any other content is left alone, and refused."""
+    if out.is_dir() and any(out.iterdir()):
+        index = out / "index.json"
+        if not index.is_file() or "assumptions" not in json.loads(index.read_text()):
+            raise FileExistsError(f"{out} is not empty and holds no plan: not writing a plan into it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _write(path: Path, text: str) -> None:
