@@ -46,7 +46,7 @@ _TEXT = "UNKNOWN@"  # sentinel prefix: a plain token (render.PLAIN_TOKEN), so te
 # Sentinel ids: printed ids are digits, so the sentinels are too; each from its step's name, so the
 # same step gets the same one whatever order the steps register in.
 _ID_BASE, _ID_SPAN = 987650000, 10000
-_ID = re.compile(r"(?<![0-9])(98765[0-9]{4})(?![0-9])")
+_ID = re.compile(rf"(?<![0-9])({_ID_BASE // _ID_SPAN}[0-9]{{4}})(?![0-9])")
 _REGISTERED = re.compile(r"-(server|filestore|database-.+|context)$")
 COMMAND = "command:remote:Command"
 
@@ -111,7 +111,7 @@ def _make_mocks(ev: Evaluation):
         def new_resource(self, args):
             outputs = dict(args.inputs)
             if args.typ == COMMAND:
-                stdout = self.stdout_of(args.name)
+                stdout = self.stdout_of(args.name, _script(args.inputs.get("create")) or "")
                 if stdout is not None:
                     outputs["stdout"] = stdout
                 else:  # unknown, as in a preview: nothing the plan writes is built from it
@@ -136,12 +136,13 @@ def _make_mocks(ev: Evaluation):
             return {}
 
         @staticmethod
-        def stdout_of(name: str) -> str | None:
+        def stdout_of(name: str, script: str) -> str | None:
             """What a step prints, where a later step is built from it (by its phase: the name's end)."""
             if name.endswith("-facts"):
                 return json.dumps({"hostname": unknown(name, "hostname"), **ASSUMED_FACTS, "packages": {}})
             if name.endswith("-probe"):  # a fresh node: nothing to recover
-                host = name.split("-")[-2]
+                named = re.search(r"^OX_HOST=(.+)$", script, re.M)  # the prelude names the step's host
+                host = shlex.split(named.group(1))[0] if named else name.split("-")[-2]
                 return json.dumps({"host": host, "running": False, "primary": False, "grastate": False,
                                    "uuid": None, "seqno": None, "safeToBootstrap": False, "sstInProgress": False,
                                    "partial": None, "recovered": None, "recoverError": None})
@@ -154,21 +155,21 @@ def _make_mocks(ev: Evaluation):
                 return f"context {number} created" if kind == "context" else f"{kind} {number} registered"
             return None
 
-    class PlanMonitor(MockMonitor):
-        lock = threading.Lock()
+    urns: dict[str, str] = {}  # a step's URN -> its name
+    lock = threading.Lock()  # RegisterResource runs on executor threads
 
+    class PlanMonitor(MockMonitor):
         def RegisterResource(self, request):
             response = super().RegisterResource(request)
             if request.type == COMMAND:
                 inputs = rpc.deserialize_properties(request.object) if request.object else {}
-                with self.lock:
+                with lock:
                     ev.steps.append(_step(request.name, inputs, list(request.dependencies)))
-                    _urns[response.urn] = request.name
+                    urns[response.urn] = request.name
             return response
 
-    _urns: dict[str, str] = {}
     mocks = PlanMocks()
-    return mocks, PlanMonitor(mocks), _urns
+    return mocks, PlanMonitor(mocks), urns
 
 
 def _sentinel_id(step: str, taken: dict[str, str]) -> int:
@@ -178,25 +179,29 @@ def _sentinel_id(step: str, taken: dict[str, str]) -> int:
     return _ID_BASE + offset
 
 
-def _step(name: str, inputs: dict, dependencies: list[str]) -> Step:
+def _plain(value: Any) -> Any:
+    """An input with its secret wrapper taken off (to read a host or secret names, never to write)."""
     from pulumi.runtime import rpc
 
-    def plain(value: Any) -> Any:
-        return plain(value["value"]) if rpc.is_rpc_secret(value) else value
+    return _plain(value["value"]) if rpc.is_rpc_secret(value) else value
 
-    def script(value: Any) -> str | None:
-        value = plain(value)
-        if not isinstance(value, str):
-            return None  # unknown at plan time
-        argv = shlex.split(value)  # `bash -c '<script>' <step>` (remote.command_line)
-        return argv[2] if argv[:2] == ["bash", "-c"] and len(argv) == 4 else value
 
-    connection = plain(inputs.get("connection"))
-    host = plain(connection.get("host")) if isinstance(connection, dict) else None
-    stdin = plain(inputs.get("stdin"))
+def _script(command: Any) -> str | None:
+    """The script of `bash -c '<script>' <step>` (remote.command_line); None where unknown."""
+    command = _plain(command)
+    if not isinstance(command, str):
+        return None
+    argv = shlex.split(command)
+    return argv[2] if argv[:2] == ["bash", "-c"] and len(argv) == 4 else command
+
+
+def _step(name: str, inputs: dict, dependencies: list[str]) -> Step:
+    connection = _plain(inputs.get("connection"))
+    host = _plain(connection.get("host")) if isinstance(connection, dict) else None
+    stdin = _plain(inputs.get("stdin"))
     names = sorted(line.split("=", 1)[0] for line in stdin.splitlines() if line) if isinstance(stdin, str) else []
     return Step(name=name, host=host if isinstance(host, str) else None,
-                scripts={f: script(inputs[f]) for f in ("create", "update", "delete") if inputs.get(f) is not None},
+                scripts={f: _script(inputs[f]) for f in ("create", "update", "delete") if inputs.get(f) is not None},
                 stdin_names=names, dependencies=dependencies)
 
 
