@@ -30,6 +30,7 @@ import re
 import runpy
 import shlex
 import shutil
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,9 +343,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stack", required=True, help="stacks/Pulumi.<stack>.yaml")
     ap.add_argument("--out", required=True, help="directory to write the plan into")
     a = ap.parse_args(argv)
-    index = render_plan(a.stack, a.out)
+    from .config import ConfigError
+
+    if not (ROOT / "stacks" / f"Pulumi.{a.stack}.yaml").is_file():
+        ap.error(f"no stack config stacks/Pulumi.{a.stack}.yaml")
+    try:
+        index = render_plan(a.stack, a.out)
+    except (ConfigError, FileExistsError) as e:
+        print(f"plan: {e}", file=sys.stderr)
+        return 1
     steps = sum(len(s) for s in index["hosts"].values())
     print(f"plan of stack {a.stack}: {steps} steps on {len(index['hosts'])} hosts in {a.out}")
+    if shutil.which("dot") is None:
+        print("plan: Graphviz's `dot` is missing: wrote topology.dot only (bash lab/setup.sh installs it)",
+              file=sys.stderr)
     return 0
 
 
