@@ -40,16 +40,17 @@ def _decode(value: str) -> Any:
 
 
 def topology(cfg: EstateConfig, title: str = "") -> graphviz.Digraph:
+    # compound: an edge may end at a cluster's border (lhead/ltail), standing for all its nodes.
     g = graphviz.Digraph("estate", graph_attr={"rankdir": "TB", "compound": "true", "newrank": "true",
-                                               "ordering": "out",
-                                               "nodesep": "0.5", "ranksep": "0.9", "label": f"ox-estate: {title}\n{_LEGEND}",
-                                               "labelloc": "t", "fontsize": "16", "fontname": "Helvetica"},
+                                               "nodesep": "0.5", "ranksep": "0.9", "labelloc": "t",
+                                               "label": f"ox-estate: {title}\n{_LEGEND}",
+                                               "fontsize": "16", "fontname": "Helvetica"},
                          node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "white", **_STYLE},
                          edge_attr=_STYLE)
     addr = {h.name: h.address or "(assigned)" for h in cfg.hosts}
     g.node("clients", "clients\n(browsers, apps)", shape="ellipse", fillcolor="#f5f5f5")
     mw = _middleware(g, cfg, addr)
-    _frontend(g, cfg, addr, mw)
+    _frontend(g, cfg, addr)
     _databases(g, cfg, addr, mw)
     _filestore(g, cfg, addr, mw)
     return g
@@ -92,7 +93,7 @@ def _middleware(g: graphviz.Digraph, cfg: EstateConfig, addr: dict) -> list[str]
     return [n.host for n in cfg.middleware.nodes]
 
 
-def _frontend(g: graphviz.Digraph, cfg: EstateConfig, addr: dict, mw: list[str]) -> None:
+def _frontend(g: graphviz.Digraph, cfg: EstateConfig, addr: dict) -> None:
     if not cfg.frontend or not cfg.middleware:
         return
     webs = [n.host for n in cfg.middleware.nodes if n.role == "backend"] \
