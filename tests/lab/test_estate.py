@@ -516,3 +516,31 @@ def test_a_rolling_middleware_restart_under_session_load_moves_only_the_restarti
     assert len(rows) > 100
     assert failures == [], failures[:5]
     assert unexplained == [], unexplained[:5]
+
+
+# Files each lab host holds as a planned script writes them: none is sized from the host's facts
+# (memory, CPUs: assumed by the plan) or holds a hostname the facts report.
+PLANNED_FILES = {
+    "fmw1": ["/etc/haproxy/haproxy.cfg"],
+    "fdb1": ["/etc/mysql/ox.conf.d/host.cnf"],
+    "fnfs1": ["/etc/ganesha/ganesha.conf"],
+    "fweb1": ["/etc/apache2/sites-available/000-appsuite.conf"],
+}
+
+
+def test_the_plan_is_what_the_lab_wrote(estate, tmp_path):
+    """`python -m components.plan` renders what a deploy runs: on the live estate, the files its
+    run wrote are the ones the plan's scripts carry (components.plan.compare_with_host)."""
+    import base64
+
+    from components.plan import compare_with_host, render_plan
+
+    estate.up()  # the stack's own config, whatever an earlier test did
+    render_plan("lab-full", tmp_path / "plan")
+
+    def reader(host: str):
+        return lambda path: base64.b64decode(estate.run_on(host, f"base64 -w0 {path}")).decode()
+
+    problems = {host: compare_with_host(tmp_path / "plan", host, reader(host), paths)
+                for host, paths in PLANNED_FILES.items()}
+    assert problems == {host: {} for host in PLANNED_FILES}
