@@ -75,6 +75,7 @@ class AwsHosts(pulumi.ComponentResource):
                 roles=roles,
                 ready=(instance,),
                 converge=cfg.converge or "",
+                sudo=cfg.ssh.user != "root",
             )
 
         self.register_outputs({"privateAddresses": {n: h.address for n, h in self.hosts.items()}})

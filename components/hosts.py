@@ -26,6 +26,9 @@ class Host:
     ready: tuple[pulumi.Resource, ...] = field(default=())  # what must exist before a step runs here
     # The stack's `converge` token: rendered into this host's probe-and-repair steps (remote.py).
     converge: str = ""
+    # Steps need root. An SSH user other than root (Debian's cloud images log in as "admin", their
+    # root login disabled) runs them through `sudo -n`: passwordless sudo, or a clear failure.
+    sudo: bool = False
 
 
 def provision_hosts(cfg: EstateConfig, ssh_key: pulumi.Output[str], parent: pulumi.Resource) -> dict[str, Host]:
@@ -45,6 +48,7 @@ def static_hosts(cfg: EstateConfig, ssh_key: pulumi.Output[str]) -> dict[str, Ho
             connection=connection(cfg, h.address, ssh_key),
             roles=frozenset(cfg.roles_of(h.name)),
             converge=cfg.converge or "",
+            sudo=cfg.ssh.user != "root",
         )
         for h in cfg.hosts
     }

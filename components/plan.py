@@ -192,7 +192,9 @@ def _script(command: Any) -> str | None:
     command = _plain(command)
     if not isinstance(command, str):
         return None
-    argv = shlex.split(command)
+    from .remote import script_argv
+
+    argv = script_argv(command)
     return argv[2] if argv[:2] == ["bash", "-c"] and len(argv) == 4 else command
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -123,17 +124,29 @@ def render_step(step: str, host_name: str, template: str, values: Mapping[str, A
     ))
 
 
-def command_line(step: str, script: str) -> str:
-    """`bash -c '<script>' <step>`: what the provider runs; visible in `ps`, so never a secret."""
+def command_line(step: str, script: str, sudo: bool = False) -> str:
+    """`bash -c '<script>' <step>`: what the provider runs; visible in `ps`, so never a secret.
+    With `sudo`, prefixed by `sudo -n -H --` (`SUDO_PREFIX`): the SSH user is not root."""
     # A whole script spans lines by nature: it is one shell word for `bash -c`, quoted as such.
-    return render("command.j2", script=Rendered(script), step=step)
+    return render("command.j2", script=Rendered(script), step=step, sudo=sudo)
+
+
+# What command.j2 puts before `bash -c` for a host whose SSH user is not root. -n: never prompt
+# (no terminal; a password-protected sudo fails at once, saying so); -H: root's HOME, as if root.
+SUDO_PREFIX = ("sudo", "-n", "-H", "--")
+
+
+def script_argv(command: str) -> list[str]:
+    """A step's command as argv, without the sudo prefix: `["bash", "-c", script, step]`."""
+    argv = shlex.split(command)
+    return argv[len(SUDO_PREFIX):] if tuple(argv[:len(SUDO_PREFIX)]) == SUDO_PREFIX else argv
 
 
 def _command(step: str, host: Host, template: str, values: dict[str, Any], converge: str = "") -> pulumi.Output[str]:
     # Output.all() of nothing is a list, not a dict.
     resolved = pulumi.Output.all(**values) if values else pulumi.Output.from_input({})
     script = resolved.apply(lambda v: render_step(step, host.name, template, v, converge))
-    return _refuse_secret(step, script).apply(lambda s: command_line(step, s))
+    return _refuse_secret(step, script).apply(lambda s: command_line(step, s, host.sudo))
 
 
 def _refuse_secret(step: str, script: pulumi.Output[str]) -> pulumi.Output[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import runpy
 import threading
 from dataclasses import dataclass, field
@@ -73,7 +72,9 @@ def unwrap(value: Any) -> Any:
 
 def script_of(registration: "Registration", field: str = "create") -> str:
     """The script a step runs: its `bash -c '<script>' <step>` command, unquoted."""
-    argv = shlex.split(unwrap(registration.inputs[field]))
+    from components.remote import script_argv
+
+    argv = script_argv(unwrap(registration.inputs[field]))
     assert argv[:2] == ["bash", "-c"] and len(argv) == 4, argv[:2]
     return argv[2]
 

@@ -4,7 +4,7 @@ import pytest
 
 from components.aws_hosts import SG_RULES
 from components.sshkeys import public_key_of
-from harness import is_secret, run_program, unwrap
+from harness import is_secret, run_program, script_of, unwrap
 
 AWS = {"provider": "aws", "ssh": {"user": "admin"}, "aws": {"adminCidr": "203.0.113.0/24"},
        "hosts": [{"name": n} for n in ["db1", "db2", "db3", "mw1", "mw2", "nfs1", "web1"]],
@@ -109,3 +109,17 @@ def test_static_hosts_through_a_bastion(stack_config, ssh_key):
     assert proxy["host"] == "192.0.2.1" and proxy["user"] == "jump" and proxy["privateKey"] == ssh_key
     assert unwrap(conn)["host"] == "10.0.0.11"
     assert recording.of_type("aws:ec2/instance:Instance") == []
+
+
+def test_steps_of_a_non_root_ssh_user_run_through_sudo(aws_recording, stack_config):
+    """Debian's cloud images log in as "admin" (root login disabled): every step and every undo
+    runs as `sudo -n -H -- bash -c …`, its secrets still on stdin; as root, plain `bash -c`."""
+    steps = aws_recording.of_type("command:remote:Command")
+    assert steps
+    for step in steps:
+        for field in ("create", "delete"):
+            if unwrap(step.inputs.get(field)):
+                assert unwrap(step.inputs[field]).startswith("sudo -n -H -- bash -c '# ox-estate step "), step.name
+                assert script_of(step, field).startswith("# ox-estate step ")
+    static = run_program(stack_config(provider="static", ssh={"user": "root"}), {"sshPrivateKey"})
+    assert all(unwrap(s.inputs["create"]).startswith("bash -c ") for s in static.of_type("command:remote:Command"))
