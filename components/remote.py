@@ -24,6 +24,7 @@ run with bash on one host. What this module guarantees for every step:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from collections.abc import Mapping, Sequence
@@ -123,7 +124,8 @@ def waypoint(name: str, host: Host, what: str, waits_for: Sequence[pulumi.Resour
 def behind(step: pulumi.Resource, value: pulumi.Output) -> pulumi.Output:
     """`value`, recorded as depending on `step` alone, where `step` waits for every resource that
     `value` came from (a waypoint): a step using it depends on one resource, not on all of them."""
-    return pulumi.Output(_resources_of(step), value.future(with_unknowns=True), value.is_known(), value.is_secret())
+    return pulumi.Output(asyncio.ensure_future(_resources_of(step)), asyncio.ensure_future(value.future(True)),
+                         asyncio.ensure_future(value.is_known()), asyncio.ensure_future(value.is_secret()))
 
 
 async def _resources_of(step: pulumi.Resource) -> set[pulumi.Resource]:
@@ -139,19 +141,17 @@ def _after(resource: pulumi.Resource) -> pulumi.Input[pulumi.Resource]:
     for its children)."""
     if not isinstance(resource, pulumi.CustomResource):
         return resource
-    return pulumi.Output(set(), _stand_in(resource), _true(), _false())
+    return pulumi.Output(set(), asyncio.ensure_future(_stand_in(resource)), _done(True), _done(False))
 
 
 async def _stand_in(resource: pulumi.Resource) -> DependencyResource:
     return DependencyResource(await resource.urn.future())
 
 
-async def _true() -> bool:
-    return True
-
-
-async def _false() -> bool:
-    return False
+def _done(value: bool) -> asyncio.Future:
+    done = asyncio.get_event_loop().create_future()
+    done.set_result(value)
+    return done
 
 
 def phase_steps(component: str, parent: pulumi.Resource, template_dir: str = ""):
