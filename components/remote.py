@@ -118,7 +118,7 @@ def waypoint(name: str, host: Host, what: str, waits_for: Sequence[pulumi.Resour
     each need all of K others depend on it, and the graph holds M + K edges instead of M x K, with
     the same order. It is a remote command because every dependency must be a real resource (a
     component's dependents wait for each of its children, which is the M x K again)."""
-    return run_script(name, host, "ready.sh.j2", parent=parent, values={"what": what}, depends_on=waits_for)
+    return run_script(name, host, "waypoint.sh.j2", parent=parent, values={"what": what}, depends_on=waits_for)
 
 
 def behind(step: pulumi.Resource, value: pulumi.Output) -> pulumi.Output:
