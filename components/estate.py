@@ -49,19 +49,19 @@ class Estate(pulumi.ComponentResource):
         self.galera = self.db_proxy = self.gtid = self.standalone = self.gtid_vip = self.web_vip = None
         if db and db.galera:
             galera_hosts = [self.hosts[n] for n in db.galera.nodes]
-            self.galera = GaleraCluster(f"{name}-galera", cfg, galera_hosts, baseline.facts, self.secrets,
+            self.galera = GaleraCluster(f"{name}-galera", cfg, galera_hosts, baseline.host_facts, self.secrets,
                                         ox_clients, child)
             if mw_hosts:
                 self.db_proxy = ReadWriteSplit(f"{name}-dbproxy", self.galera, galera_hosts, mw_hosts, child)
         if db and db.gtid:
             self.gtid = GtidPair(f"{name}-gtid", cfg, self.hosts[db.gtid.master.host], self.hosts[db.gtid.slave.host],
-                                 baseline.facts, self.secrets, ox_clients, child)
+                                 baseline.host_facts, self.secrets, ox_clients, child)
             if db.gtid.floating_address:  # OX registers and writes to this address, not a master's
                 self.gtid_vip = FloatingAddress(f"{name}-gtid-vip", FloatingAddressArgs(
                     db.gtid.floating_address, db.gtid.vrrp_router_id,
                     [self.hosts[db.gtid.master.host], self.hosts[db.gtid.slave.host]], "gtid", self.gtid.ready), child)
         if db and db.standalone:
-            self.standalone = StandaloneDb(f"{name}-standalone", cfg, self.hosts[db.standalone.host], baseline.facts,
+            self.standalone = StandaloneDb(f"{name}-standalone", cfg, self.hosts[db.standalone.host], baseline.host_facts,
                                            self.secrets, ox_clients, child)
 
         self.middleware = self.filestore = self.registration = self.frontend = None

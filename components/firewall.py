@@ -7,7 +7,8 @@ transaction and only when it differs from what is loaded. The step refuses a rul
 not admit its own SSH connection (the deploying side), so a change can never lock the deployer
 out. The ruleset is persisted for boot; the step's undo removes the table again.
 
-Ordering: every other step on every host waits for all the firewall steps (`HostFirewall.hosts`).
+Ordering: every other step on every host waits for all the firewall steps (`HostFirewall.hosts`),
+through `<name>-ready` (a waypoint on the first host: remote.waypoint), which waits for them all.
 Peers are admitted by role, so nothing the estate needs is cut, and a fresh host is closed before
 any service listens; waiting for *all* hosts' firewalls, not just its own, matters when a host is
 added: its peers must admit it before its first step talks to them.
@@ -25,7 +26,7 @@ import pulumi
 from .config import Role
 from .hosts import Host
 from .ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, PORT_RULES, SSH_PORT, PortRule
-from .remote import run_script
+from .remote import run_script, waypoint
 from .render import render
 
 TABLE = "inet ox_estate"
@@ -119,5 +120,7 @@ class HostFirewall(pulumi.ComponentResource):
             steps.append(run_script(f"{name}-{h.name}-nftables", h, "firewall.sh.j2", parent=self, values=values,
                                     delete_template="firewall-remove.sh.j2"))
 
-        self.hosts = {n: dataclasses.replace(h, ready=(*h.ready, *steps)) for n, h in args.hosts.items()}
+        first = next(iter(args.hosts.values()))
+        ready = waypoint(f"{name}-ready", first, "every host's firewall", steps, parent=self)
+        self.hosts = {n: dataclasses.replace(h, ready=(*h.ready, ready)) for n, h in args.hosts.items()}
         self.register_outputs({})

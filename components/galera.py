@@ -21,6 +21,8 @@ Creates, as steps named `<cluster>-<node>-<phase>`:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 
 from . import mycnf
@@ -48,7 +50,7 @@ class GaleraCluster(pulumi.ComponentResource):
     # configdb.properties com.openexchange.database.replicationMonitor: wsrep_sync_wait=1 makes reads causal, so OX needs no replication monitor.
     replication_monitor = False
 
-    def __init__(self, name: str, cfg: EstateConfig, hosts: list[Host], facts: pulumi.Output[dict],
+    def __init__(self, name: str, cfg: EstateConfig, hosts: list[Host], facts: Mapping[str, pulumi.Output[dict]],
                  secrets: StackSecrets, ox_clients: list[pulumi.Input[str]],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:db:GaleraCluster", name, None, opts)
@@ -63,7 +65,7 @@ class GaleraCluster(pulumi.ComponentResource):
 
         step = phase_steps(name, self, "db/")
 
-        files = {h.name: _files(cfg, h, facts, self.node_addresses) for h in hosts}
+        files = {h.name: _files(cfg, h, facts[h.name], self.node_addresses) for h in hosts}
         configured = {h.name: install_and_configure(step, h, cfg, files[h.name], db_secrets, galera=True,
                                                     sst_user=SST_USER) for h in hosts}
         common = {"datadir": DATADIR}
@@ -111,10 +113,9 @@ class GaleraCluster(pulumi.ComponentResource):
 
 
 def _files(cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], addresses: list) -> pulumi.Output[dict]:
-    """ox.conf.d for one node; sized from its facts, so rendered once those are known."""
+    """ox.conf.d for one node; sized from its own facts, so rendered once those are known."""
     def render(args) -> dict[str, str]:
-        all_facts, node_address, *node_addresses = args
-        mine = all_facts[host.name]
+        mine, node_address, *node_addresses = args
         files = {
             "tunings.cnf": mycnf.tunings_cnf(cfg, mine["memoryMb"]),
             "wsrep.cnf": mycnf.wsrep_cnf(cfg, node_addresses, mine["cpus"]),

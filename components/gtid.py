@@ -17,6 +17,8 @@ A replica already following its master is left alone, so a re-run changes nothin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 
 from . import mycnf
@@ -40,7 +42,7 @@ class GtidPair(pulumi.ComponentResource):
     # configdb.properties com.openexchange.database.replicationMonitor: replicas lag; OX must check before reading from the slave.
     replication_monitor = True
 
-    def __init__(self, name: str, cfg: EstateConfig, master: Host, slave: Host, facts: pulumi.Output[dict],
+    def __init__(self, name: str, cfg: EstateConfig, master: Host, slave: Host, facts: Mapping[str, pulumi.Output[dict]],
                  secrets: StackSecrets, ox_clients: list[pulumi.Input[str]],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:db:GtidPair", name, None, opts)
@@ -61,7 +63,7 @@ class GtidPair(pulumi.ComponentResource):
         # once the slave is back, one at a time; the master's start step waits for the slave's.
         members = [(slave, spec.slave, 2, not both_write), (master, spec.master, 1, False)]
         for host, member, side, read_only in members:
-            files = _files(cfg, host, facts, member, side, read_only)
+            files = _files(cfg, host, facts[host.name], member, side, read_only)
             configured = install_and_configure(step, host, cfg, files, root)
             # The digest makes a settings change reach the start step, which restarts for it.
             started[host.name] = step(host, "start", "mariadb-start.sh.j2",
@@ -100,4 +102,4 @@ def _files(cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], member: Gt
         gtid_domain_id=spec.domain_of(member),
         auto_increment_offset=side, read_only=read_only,
     )
-    return tunings_only(cfg, host, facts, {"gtid.cnf": gtid})
+    return tunings_only(cfg, facts, {"gtid.cnf": gtid})

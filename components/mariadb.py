@@ -46,6 +46,6 @@ def config_digest(files: pulumi.Input[dict]) -> pulumi.Output[str]:
         lambda f: sha256("".join(f"{name}\n{text}" for name, text in sorted(f.items()))))
 
 
-def tunings_only(cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], extra: dict[str, str]) -> pulumi.Output[dict]:
-    """tunings.cnf sized from the host's memory, plus `extra` files."""
-    return facts.apply(lambda f: {"tunings.cnf": mycnf.tunings_cnf(cfg, f[host.name]["memoryMb"]), **extra})
+def tunings_only(cfg: EstateConfig, facts: pulumi.Output[dict], extra: dict[str, str]) -> pulumi.Output[dict]:
+    """tunings.cnf sized from the memory in the host's own facts, plus `extra` files."""
+    return facts.apply(lambda f: {"tunings.cnf": mycnf.tunings_cnf(cfg, f["memoryMb"]), **extra})

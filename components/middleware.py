@@ -12,6 +12,8 @@ Creates, as steps named `<group>-<node>-<phase>`:
   daemon. A running node is never restarted here: a change that needs one is left pending for
   the node's restart step, which components/mwrestart.py chains one node after another (a new
   node's member list alone needs none: see the script).
+- ready (on the first node): a waypoint (remote.waypoint) that waits for every node's configure
+  step; what needs the whole group configured (every frontend, the registration) waits for it.
 
 `restart_digests` (per node) is what that chain runs on: the digest of everything configure
 writes that OX reads only at start (so not the Hazelcast member list).
@@ -30,7 +32,7 @@ import pulumi
 from .config import EstateConfig, FilestoreSpec
 from .grants import OX_DB_USER
 from .hosts import Host
-from .remote import phase_steps
+from .remote import phase_steps, waypoint
 from .render import render, sha256, verbatim
 from .secrets import StackSecrets
 from .versions import appsuite_before
@@ -55,7 +57,7 @@ class OXMiddlewareGroup(pulumi.ComponentResource):
     backends: list[tuple[str, pulumi.Input[str], str]]  # (host, address, jkroute) behind the frontends
     admin_host: Host  # where the registration runs: the provisioning node if there is one
     users: dict[str, pulumi.Resource]  # each node's open-xchange user step (the filestore needs it)
-    ready: list[pulumi.Resource]
+    ready: list[pulumi.Resource]  # the waypoint after every node's configure step
     configured: dict[str, pulumi.Resource]  # node -> its configure step
     restart_digests: dict[str, pulumi.Output[str]]  # node -> digest of what OX reads only at start
     node_secrets: dict[str, pulumi.Input[str]]  # what a node's steps read on stdin
@@ -111,7 +113,8 @@ class OXMiddlewareGroup(pulumi.ComponentResource):
                                            secrets=node_secrets, depends_on=[prepared[n.host], configdb_ready],
                                            values={**values, "hazelcast": hazelcast})
             self.restart_digests[n.host] = restart_digest(values, multi_node=len(mw.nodes) > 1)
-        self.ready = list(self.configured.values())
+        self.ready = [waypoint(f"{name}-ready", first, "every middleware node's configure step",
+                               list(self.configured.values()), parent=self)]
         self.configdb_write_host = pulumi.Output.all(configdb.write_host, configdb.write_port).apply(
             lambda hp: f"{hp[0]}:{hp[1]}")
         self.backend_routes = {h: r for h, _, r in self.backends}

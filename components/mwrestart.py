@@ -11,7 +11,10 @@ creates, for each middleware node in config order, a chain of steps:
   down) and waits until the admin daemon and the HTTP listener answer;
 - `<name>-<web>-readmit-<node>` (every web host): the member enabled again, and drained exactly
   as `middleware.nodes[].drained` says.
-The next node's drain waits for this node's readmit at every Apache: one node out at a time.
+The next node's drain waits for this node's readmit at every Apache: one node out at a time. With
+several Apaches it waits through `<name>-<node>-readmitted` (a waypoint on the node:
+remote.waypoint), so each drain depends on one step, not on every web host's readmit; the first
+node's drains wait for every Apache started through `<name>-apaches-started` alike.
 
 Every step carries its node's restart digest (OXMiddlewareGroup.restart_digests), so under the
 engine the chain runs exactly when a setting OX reads at start changed; a new node's Hazelcast
@@ -27,7 +30,7 @@ import pulumi
 from .frontend import BALANCERS, MANAGER_PORT, ApacheFrontend
 from .parse import parse_json_line
 from .middleware import OXMiddlewareGroup
-from .remote import run_script
+from .remote import behind, run_script, waypoint
 
 
 class MiddlewareRestarts(pulumi.ComponentResource):
@@ -40,7 +43,8 @@ class MiddlewareRestarts(pulumi.ComponentResource):
         members = {b.name: b for b in frontend.backends} if frontend else {}
         webs = frontend.web_hosts if frontend else []
         self.order, self.restarted = list(mw.nodes), {}
-        previous: list[pulumi.Resource] = [*frontend.started.values()] if frontend else []
+        previous = self._all(f"{name}-apaches-started", webs[0], "every Apache started",
+                             list(frontend.started.values())) if frontend else []
         for node, host in mw.nodes.items():
             digest = mw.restart_digests[node]
             member = members.get(node)  # None: a provisioning node, which no Apache balances to
@@ -54,10 +58,17 @@ class MiddlewareRestarts(pulumi.ComponentResource):
                 f"{name}-{node}-restart", host, "mw/ox-restart.sh.j2", parent=self, secrets=mw.node_secrets,
                 values={"restart_digest": digest, "jkroute": mw.jkroutes[node], "drained_at": drained_at},
                 depends_on=[mw.configured[node], *previous, *drains])
+            # The restart waited for every drain: each readmit depends on it, not on every web host's drain.
             readmits = [self._member(name, web, node, member, "readmit", digest, [restart, frontend.started[web.name]],
-                                     drained_at) for web in webs] if member else []
-            previous = readmits or [restart]
+                                     behind(restart, drained_at)) for web in webs] if member else []
+            previous = self._all(f"{name}-{node}-readmitted", host, f"{node} readmitted at every Apache",
+                                 readmits) if readmits else [restart]
         self.register_outputs({"order": self.order})
+
+    def _all(self, name: str, host, what: str, steps: list[pulumi.Resource]) -> list[pulumi.Resource]:
+        """What waits for all of `steps`: the step itself, or for several a waypoint after them (each
+        of the next node's W drains would otherwise wait for W steps)."""
+        return steps if len(steps) == 1 else [waypoint(name, host, what, steps, parent=self)]
 
     def _member(self, name: str, web, node: str, member, action: str, digest, depends_on, drained_at=None):
         address = pulumi.Output.concat("http://", member.address, ":8009")

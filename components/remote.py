@@ -16,10 +16,15 @@ run with bash on one host. What this module guarantees for every step:
 - Converge: the steps whose template is in `CONVERGING` (services up, mounts, checks, the
   adopt-or-register registrations) carry the stack's `converge` token in their script, so a new
   token re-runs exactly those (an update, never a replacement) and they repair what drifted.
+- Ordering at scale: a step's dependencies reach the engine as they are, but the SDK checks every
+  new dependency for a cycle by walking everything the dependency waits for, so an estate of N
+  hosts cost N x N. A step therefore waits for a stand-in of each dependency (`_after`), and many
+  steps that wait for many others wait for one `waypoint` between them instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import shlex
@@ -27,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
+from pulumi.resource import DependencyResource
 from pulumi_command import remote
 
 from .config_fields import converge_token
@@ -96,7 +102,7 @@ def run_script(
         logging=remote.Logging.NONE if secrets else remote.Logging.STDOUT_AND_STDERR,
         opts=pulumi.ResourceOptions(
             parent=parent,
-            depends_on=[*host.ready, *depends_on],
+            depends_on=[_after(r) for r in dict.fromkeys([*host.ready, *depends_on])],
             # Nothing here replaces a step; should a user's change ever do so, the old undo must
             # run before the new create, never after it.
             delete_before_replace=bool(delete_template),
@@ -105,6 +111,48 @@ def run_script(
             ignore_changes=["triggers"],
         ),
     )
+
+
+def waypoint(name: str, host: Host, what: str, waits_for: Sequence[pulumi.Resource], *,
+             parent: pulumi.Resource) -> remote.Command:
+    """A step that only waits for `waits_for` (on `host`, which it leaves as it is): M steps that
+    each need all of K others depend on it, and the graph holds M + K edges instead of M x K, with
+    the same order. It is a remote command because every dependency must be a real resource (a
+    component's dependents wait for each of its children, which is the M x K again)."""
+    return run_script(name, host, "waypoint.sh.j2", parent=parent, values={"what": what}, depends_on=waits_for)
+
+
+def behind(step: pulumi.Resource, value: pulumi.Output) -> pulumi.Output:
+    """`value`, recorded as depending on `step` alone, where `step` waits for every resource that
+    `value` came from (a waypoint): a step using it depends on one resource, not on all of them."""
+    return pulumi.Output(asyncio.ensure_future(_resources_of(step)), asyncio.ensure_future(value.future(True)),
+                         asyncio.ensure_future(value.is_known()), asyncio.ensure_future(value.is_secret()))
+
+
+async def _resources_of(step: pulumi.Resource) -> set[pulumi.Resource]:
+    return {await _stand_in(step)}
+
+
+def _after(resource: pulumi.Resource) -> pulumi.Input[pulumi.Resource]:
+    """A dependency on `resource` with the same URN and order: ready once `resource` is (its URN
+    resolves when it is created), but a resource of no dependencies of its own, so the SDK's
+    cycle check (pulumi/runtime/resource_cycle_breaker.py) does not walk everything `resource`
+    waits for again at every dependency on it. Our steps cannot form a cycle: a step only ever
+    waits for steps that were created before it. A component stays itself (its dependents wait
+    for its children)."""
+    if not isinstance(resource, pulumi.CustomResource):
+        return resource
+    return pulumi.Output(set(), asyncio.ensure_future(_stand_in(resource)), _done(True), _done(False))
+
+
+async def _stand_in(resource: pulumi.Resource) -> DependencyResource:
+    return DependencyResource(await resource.urn.future())
+
+
+def _done(value: bool) -> asyncio.Future:
+    done = asyncio.get_event_loop().create_future()
+    done.set_result(value)
+    return done
 
 
 def phase_steps(component: str, parent: pulumi.Resource, template_dir: str = ""):

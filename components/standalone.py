@@ -8,6 +8,8 @@ with no slave.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 
 from . import mycnf
@@ -25,7 +27,7 @@ class StandaloneDb(pulumi.ComponentResource):
     # configdb.properties com.openexchange.database.replicationMonitor: one server: nothing to lag behind.
     replication_monitor = False
 
-    def __init__(self, name: str, cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], secrets: StackSecrets,
+    def __init__(self, name: str, cfg: EstateConfig, host: Host, facts: Mapping[str, pulumi.Output[dict]], secrets: StackSecrets,
                  ox_clients: list[pulumi.Input[str]], opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:db:StandaloneDb", name, None, opts)
         server_id = cfg.database.standalone.server_id
@@ -33,7 +35,7 @@ class StandaloneDb(pulumi.ComponentResource):
 
         step = phase_steps(name, self, "db/")
 
-        files = tunings_only(cfg, host, facts, {"server.cnf": mycnf.server_cnf(server_id)})
+        files = tunings_only(cfg, facts[host.name], {"server.cnf": mycnf.server_cnf(server_id)})
         configured = install_and_configure(step, host, cfg, files, {"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password})
         # The digest makes a settings change reach the start step, which restarts for it.
         started = step(host, "start", "mariadb-start.sh.j2", depends_on=[configured],

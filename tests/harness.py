@@ -50,6 +50,19 @@ class Recording:
         (found,) = [r for r in self.registrations if r.name == name]
         return found
 
+    def waits_for(self, name: str) -> set[str]:
+        """The URNs of everything the resource `name` waits for: its dependencies and theirs. Many
+        steps that need many others depend on one waypoint between them (components/remote.py)."""
+        by_urn = {r.urn: r for r in self.registrations}
+        seen: set[str] = set()
+        todo = list(self.named(name).dependencies)
+        while todo:
+            urn = todo.pop()
+            if urn not in seen:
+                seen.add(urn)
+                todo.extend(by_urn[urn].dependencies if urn in by_urn else [])
+        return seen
+
     @property
     def non_stack(self) -> list[Registration]:
         return [r for r in self.registrations if r.type != "pulumi:pulumi:Stack"]
@@ -188,18 +201,20 @@ def to_pulumi_config(config: dict[str, Any], secret_keys: set[str]) -> tuple[dic
     return values, [f"ox-estate:{k}" for k in secret_keys]
 
 
-def set_recording_mocks(mocks: pulumi.runtime.Mocks, recording: Recording) -> None:
+def set_recording_mocks(mocks: pulumi.runtime.Mocks, recording: Recording, preview: bool = False) -> None:
     """`set_mocks` with a fresh root stack: it keeps a root stack once one is set (a context variable),
-    so without the reset a program would inherit the last one's exports and their pending outputs."""
+    so without the reset a program would inherit the last one's exports and their pending outputs.
+    preview: as `pulumi preview` runs the program (what a mock returns as `rpc.UNKNOWN` stays unknown)."""
     settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project="ox-estate", stack="unit", preview=False,
+    pulumi.runtime.set_mocks(mocks, project="ox-estate", stack="unit", preview=preview,
                              monitor=RecordingMonitor(mocks, recording))
 
 
-def run_program(config: dict[str, Any], secret_keys: set[str], mocks: pulumi.runtime.Mocks | None = None) -> Recording:
-    """Run __main__.py once under mocks. Raises what the program raises."""
+def run_program(config: dict[str, Any], secret_keys: set[str], mocks: pulumi.runtime.Mocks | None = None,
+                preview: bool = False) -> Recording:
+    """Run __main__.py once under mocks (as a preview with `preview`). Raises what the program raises."""
     recording = Recording()
-    set_recording_mocks(mocks or UnitMocks(), recording)
+    set_recording_mocks(mocks or UnitMocks(), recording, preview)
     pulumi.runtime.set_all_config(*to_pulumi_config(config, secret_keys))
 
     @pulumi.runtime.test

@@ -271,15 +271,14 @@ MATRIX = {
     # Its own steps are created; the read check moves to it (a check has no undo); every host's
     # /etc/hosts, the other nodes' Hazelcast members (written, never restarted: no ROLL step of
     # theirs changes), the balancer, the NFS export and the
-    # openexchange grants update. The database configure/start steps show as updates only in the
-    # preview: their config is rendered from the aggregate facts, unknown while fmw4's facts step
-    # is new (a real up finds them unchanged).
+    # openexchange grants update. The database configure/start steps stay the same, in the preview
+    # too: each server's config is rendered from its own host's facts, not from every host's
+    # (which include fmw4's, unknown while its facts step is new).
     "new middleware node": (NEW_NODE, {
         # The firewalls of every host with a port open to OX nodes admit fmw4 (not fweb1's).
         **_updates({f"ox-firewall-{h}-nftables" for h in HOSTS_F if h != "fweb1"}),
         **_updates({f"{h}-hosts-file" for h in HOSTS_F}, {f"ox-mw-{h}-configure" for h in MW}, WEB,
-                   {"ox-fs-fnfs1-export", "ox-galera-fdb1-ox-grants", "ox-gtid-fdb4-ox-grants"},
-                   GALERA_CONF, GALERA_START, GTID_CONF_START),
+                   {"ox-fs-fnfs1-export", "ox-galera-fdb1-ox-grants", "ox-gtid-fdb4-ox-grants"}),
         **{n: "create" for n in ("ox-firewall-fmw4-nftables", "fmw4-facts", "fmw4-hosts-file", "ox-dbproxy-fmw4-haproxy", "ox-fs-fmw4-mount",
                                  "ox-fs-fmw4-read-check", "ox-mw-fmw4-configure", "ox-mw-fmw4-ox-user",
                                  "ox-mw-fmw4-packages", "ox-mwroll-fweb1-drain-fmw4", "ox-mwroll-fmw4-restart",

@@ -26,7 +26,8 @@ def _code(script: str) -> str:
 
 
 def _deps(recording, name):
-    return set(recording.named(name).dependencies)
+    """What the step waits for: its dependencies and theirs (waypoints stand between many and many)."""
+    return recording.waits_for(name)
 
 
 def test_oxinstaller_options_identical_but_the_jkroute(recording):
@@ -157,7 +158,7 @@ def test_colocated_frontends_sit_on_the_backends_and_wait_for_them(recording):
     assert web_steps == ["mw1", "mw2"]
     start = recording.named("ox-web-mw1-start")
     for n in ("mw1", "mw2", "web1"):
-        assert recording.named(f"ox-mw-{n}-configure").urn in start.dependencies
+        assert recording.named(f"ox-mw-{n}-configure").urn in recording.waits_for(start.name)
     assert recording.outputs["frontendUrls"] == ["http://10.0.0.21/appsuite/", "http://10.0.0.22/appsuite/"]
 
 
@@ -215,9 +216,11 @@ def test_a_running_node_is_restarted_only_by_its_rolling_restart_step(recording)
     assert "ox_service open-xchange restart" not in _code(script_of(recording.named("ox-mw-mw1-configure")))
     assert "ox_service open-xchange restart" in _code(script_of(recording.named("ox-mwroll-mw1-restart")))
     webs = ("mw1", "mw2")  # colocated: Apache on each backend node
-    chain = [*(f"ox-mwroll-{w}-drain-mw1" for w in webs), "ox-mwroll-mw1-restart",
-             *(f"ox-mwroll-{w}-readmit-mw1" for w in webs), *(f"ox-mwroll-{w}-drain-mw2" for w in webs),
-             "ox-mwroll-mw2-restart", *(f"ox-mwroll-{w}-readmit-mw2" for w in webs), "ox-mwroll-web1-restart"]
+    # Two Apaches: a waypoint after both have started and after a node's readmits at both.
+    chain = ["ox-mwroll-apaches-started", *(f"ox-mwroll-{w}-drain-mw1" for w in webs), "ox-mwroll-mw1-restart",
+             *(f"ox-mwroll-{w}-readmit-mw1" for w in webs), "ox-mwroll-mw1-readmitted",
+             *(f"ox-mwroll-{w}-drain-mw2" for w in webs), "ox-mwroll-mw2-restart",
+             *(f"ox-mwroll-{w}-readmit-mw2" for w in webs), "ox-mwroll-mw2-readmitted", "ox-mwroll-web1-restart"]
     assert sorted(_roll(recording)) == sorted(chain)  # the provisioning node (web1) is never drained
     urn = lambda n: recording.named(n).urn  # noqa: E731
     for w in webs:

@@ -27,8 +27,8 @@ def test_anything_else_raw_is_refused(value):
 
 
 def test_a_refusal_names_the_template():
-    with pytest.raises(UnsafeValue, match=r"^scripts/hosts-file.sh.j2: 'a b' is not a plain token"):
-        render("scripts/hosts-file.sh.j2", step="s", host="h", entries=[("10.0.0.1", ["a b"])])
+    with pytest.raises(UnsafeValue, match=r"^files/hosts-block.j2: 'a b' is not a plain token"):
+        render("files/hosts-block.j2", entries=[("10.0.0.1", ["a b"])])
 
 
 @pytest.mark.parametrize("value", ["a b", "$(id)", "a'b", "\\", "%s", "-oX", "x" * 65536])

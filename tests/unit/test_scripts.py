@@ -97,7 +97,7 @@ def test_facts_script_output_parses():
 def test_hosts_file_block_is_managed_and_idempotent(tmp_path):
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 localhost\n# operator's own line\n192.0.2.9 legacy\n")
-    values = {"entries": [["10.0.0.11", ["db1", "db1.internal"]], ["10.0.0.21", ["mw1"]]]}
+    values = {"block": render("files/hosts-block.j2", entries=[["10.0.0.11", ["db1", "db1.internal"]], ["10.0.0.21", ["mw1"]]])}
     # A private mount namespace whose /etc is an overlay: writes land in `etc` (the upper layer),
     # which starts with our scratch hosts file; the real /etc is untouched.
     etc, work = tmp_path / "etc", tmp_path / "work"
@@ -114,7 +114,8 @@ def test_hosts_file_block_is_managed_and_idempotent(tmp_path):
     second = _run("hosts-file.sh.j2", values, step="db1-hosts-file", host="db1", wrap=wrap)
     assert second.returncode == 0 and "hosts block unchanged" in second.stderr
     assert (etc / "hosts").read_text() == text
-    changed = _run("hosts-file.sh.j2", {"entries": [["10.0.0.11", ["db1"]]]}, step="db1-hosts-file", host="db1", wrap=wrap)
+    changed = _run("hosts-file.sh.j2", {"block": render("files/hosts-block.j2", entries=[["10.0.0.11", ["db1"]]])},
+                   step="db1-hosts-file", host="db1", wrap=wrap)
     assert changed.returncode == 0, changed.stderr
     assert (etc / "hosts").read_text().count("# BEGIN ox-estate") == 1
     assert "mw1" not in (etc / "hosts").read_text()
