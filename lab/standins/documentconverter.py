@@ -34,7 +34,7 @@ sys.path[0:0] = [os.path.join(_here, "..", "lib"), _here]
 from oxstandin import ox_root  # noqa: E402
 from oxstandin.props import read_properties  # noqa: E402
 
-PORT = 8008
+PORT = int(os.environ.get("OX_STANDIN_DC_PORT") or 8008)  # the variable: for the stand-in's own tests
 PATH = "/documentconverterws"
 PAGE = ('<html>\n<head><meta charset="UTF-8"><title>Open-Xchange DC</title></head>\n'
         '<body><h1 align="center">OX Software GmbH DC</h1>\n<p>WebService is running...</p>\n'
