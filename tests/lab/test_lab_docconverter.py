@@ -5,6 +5,7 @@ the frontend's balancer://oxcluster_docs, reached by the middleware through its 
 Subnet 10.223.0.0/24 on the bridge oxlabc0 (oxlabd0 is lab-db's, tests/lab/test_database.py).
 """
 
+import json
 from collections import Counter
 
 import pytest
@@ -40,6 +41,7 @@ def _routes(estate, host: str, count: int, cookie: str = "") -> list[str]:
 def test_up_verifies_the_converter_routing(dc):
     out = dc.first_up.stdout
     assert "verify: " in out and "FAIL" not in out, out[-3000:]
+    print("\n".join(line for line in out.splitlines() if "convert" in line or line.startswith("verify:")))
     for check in ("converter client cmw1", "converter client cmw2", "converters: new sessions from cmw1 reach every route",
                   "converters: cookie x.DC2 sticks from cmw2", "converters: /documentconverterws refused from cdb1"):
         assert f"ok    {check}" in out, out[-3000:]
@@ -109,3 +111,23 @@ def test_the_middleware_reaches_the_frontend_path_directly_too(dc):
 def test_second_up_runs_nothing(dc):
     dc.up()
     assert dc.record()["executed"] == 0
+
+
+def test_a_job_processor_change_restarts_only_the_converters(dc):
+    """A changed jobProcessorCount: each converter's configure, start (a restart: the digest changed)
+    and check run again, and nothing else; the converters answer with the new count. Apache skips a
+    converter for retry= (60 s) once a request found it down during its restart, so the verifier
+    waits (bounded) for every route to answer new sessions again; the time is printed."""
+    pids = {h: dc.run_on(h, "cat /run/open-xchange-documentconverter-server.pid") for h in ("cdc1", "cdc2")}
+    result = dc.up("--set", "documentConverter.jobProcessorCount=5")
+    record = dc.record()
+    changed = sorted(r["name"] for r in record["plan"] if r["op"] != "same")
+    print(f"jobProcessorCount 2 -> 5: {record['executed']} commands, {changed}")
+    print("\n".join(line for line in result.stdout.splitlines() if "converters:" in line))
+    assert changed == sorted(f"ox-dc-{h}-{p}" for h in ("cdc1", "cdc2") for p in ("configure", "start", "check"))
+    for host in ("cdc1", "cdc2"):
+        assert dc.run_on(host, "cat /run/open-xchange-documentconverter-server.pid") != pids[host]
+        assert "Job processors: 5" in dc.run_on(host, "curl -s http://127.0.0.1:8008/documentconverterws")
+    starts = [json.loads(c["stdout"]) for c in dc.state["commands"].values() if c["name"].startswith("ox-dc-")
+              and c["name"].endswith("-start")]
+    assert [s["action"] for s in starts] == ["restart", "restart"], starts
