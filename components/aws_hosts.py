@@ -1,7 +1,7 @@
 """AwsHosts: the estate's machines as Debian 12 EC2 instances.
 
 Creates (children of the component): a VPC with an internet gateway and public subnets (or uses
-a given VPC and subnets), one security group per role (db, mw, web, nfs, admin) whose ingress
+a given VPC and subnets), one security group per role (db, mw, web, nfs, dc, admin) whose ingress
 rules admit only the peers that need each port (`SG_RULES`), a key pair from the stack's SSH
 key, and one instance per configured host with the security groups of its roles.
 """
@@ -55,7 +55,7 @@ class AwsHosts(pulumi.ComponentResource):
             instance = aws.ec2.Instance(
                 f"{name}-{spec.name}",
                 ami=ami.id,
-                instance_type=spec.instance_type or aws_cfg.instance_types[_main_role(roles)],
+                instance_type=spec.instance_type or _instance_type(aws_cfg, _main_role(roles)),
                 subnet_id=subnet_ids[i % len(subnet_ids)],
                 private_ip=spec.address,
                 vpc_security_group_ids=[groups[ADMIN].id] + [groups[r].id for r in sorted(roles)],
@@ -141,9 +141,14 @@ def _peers(source: str, cfg: AwsSettings, admin_networks: list[str], groups: dic
     return [("", {"referenced_security_group_id": groups[source].id})]
 
 
+def _instance_type(cfg: AwsSettings, role: Role) -> str:
+    """The configured type for a role; a role the configured map leaves out gets the default's."""
+    return cfg.instance_types.get(role) or AwsSettings.model_fields["instance_types"].default_factory()[role]
+
+
 def _main_role(roles: frozenset[Role]) -> Role:
     # A host in several roles is sized for the heaviest one.
-    for role in (Role.MW, Role.DB, Role.NFS, Role.WEB):
+    for role in (Role.MW, Role.DB, Role.DC, Role.NFS, Role.WEB):
         if role in roles:
             return role
     return Role.WEB

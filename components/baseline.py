@@ -34,7 +34,7 @@ def packages_for(cfg: EstateConfig, host: str, roles: frozenset[Role]) -> list[s
         packages.update(mariadb.packages(cfg, galera=bool(cfg.database.galera and host in cfg.database.galera.nodes)))
     if Role.MW in roles:
         packages.add("mariadb-client")  # initconfigdb and its probe
-        if cfg.database and cfg.database.galera:
+        if (cfg.database and cfg.database.galera) or cfg.document_converter:  # components/dbproxy.py
             packages.update(["haproxy", "socat"])
     if Role.WEB in roles:
         packages.add("apache2")

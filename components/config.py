@@ -78,7 +78,8 @@ class AwsSettings(_Model):
     subnet_ids: list[SubnetId] = Field(default_factory=list, max_length=16)
     admin_cidr: TrustedCidr
     instance_types: dict[Role, InstanceType] = Field(
-        default_factory=lambda: {Role.DB: "m6i.large", Role.MW: "m6i.xlarge", Role.WEB: "t3.medium", Role.NFS: "t3.medium"}
+        default_factory=lambda: {Role.DB: "m6i.large", Role.MW: "m6i.xlarge", Role.WEB: "t3.medium", Role.NFS: "t3.medium",
+                                 Role.DC: "c6i.xlarge"}
     )
     root_volume_gb: Int(8, 16384) = 30
 
@@ -257,6 +258,20 @@ class FirewallSpec(_Model):
     ssh_from: list[TrustedCidr] = Field(default_factory=list, max_length=64)
 
 
+class ConverterNode(_Model):
+    host: HostRef
+    # Apache's route= for this node, and its com.openexchange.server.backendRoute (DC1, DC2, ...).
+    route: JkRoute
+
+
+class DocumentConverterSpec(_Model):
+    """OX document converter nodes (oxpedia "DocumentConverter Quickinstall Guide"): nodes of their
+    own, outside the Hazelcast cluster and without DB access, behind every frontend's
+    balancer://oxcluster_docs, which only the middleware nodes may reach."""
+    nodes: list[ConverterNode] = Field(min_length=1, max_length=50)
+    job_processor_count: Int(1, 256) = 3  # com.openexchange.documentconverter.jobProcessorCount
+
+
 # --- secrets -------------------------------------------------------------------------------
 
 # Config key -> what it is. Absent ones (except the SSH key) are generated with pulumi_random.
@@ -315,6 +330,7 @@ class EstateConfig(_Model):
     middleware: MiddlewareSpec | None = None
     frontend: FrontendSpec | None = None
     filestore: FilestoreSpec | None = None
+    document_converter: DocumentConverterSpec | None = None
     firewall: FirewallSpec = FirewallSpec()  # static hosts only
     secrets: Secrets = Secrets()
     # Any new value re-runs every probe-and-repair step (services up, mounts, checks) once: under

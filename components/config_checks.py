@@ -38,6 +38,9 @@ def role_references(cfg: EstateConfig) -> dict[Role, list[tuple[str, str]]]:
                                for i, n in enumerate(cfg.middleware.nodes) if n.role == "backend"]
     if cfg.filestore and cfg.filestore.server:
         refs[Role.NFS].append(("filestore.server", cfg.filestore.server))
+    if cfg.document_converter:
+        refs[Role.DC] += [(f"documentConverter.nodes[{i}].host", n.host)
+                          for i, n in enumerate(cfg.document_converter.nodes)]
     return refs
 
 
@@ -55,7 +58,8 @@ def duplicates(values: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 def cross_checks(cfg: EstateConfig) -> Problems:
     return [*_host_checks(cfg), *_provider_checks(cfg), *_database_checks(cfg), *_middleware_checks(cfg),
-            *_frontend_checks(cfg), *_filestore_checks(cfg), *_firewall_checks(cfg), *_floating_checks(cfg)]
+            *_frontend_checks(cfg), *_filestore_checks(cfg), *_converter_checks(cfg), *_firewall_checks(cfg),
+            *_floating_checks(cfg)]
 
 
 def _host_checks(cfg: EstateConfig) -> Problems:
@@ -83,6 +87,8 @@ def _host_checks(cfg: EstateConfig) -> Problems:
         problems.append((path, f"host '{name}' is listed twice as a middleware node"))
     for path, name in duplicates([r for r in refs[Role.WEB] if r[0].startswith("frontend.")]):
         problems.append((path, f"host '{name}' is listed twice as a frontend"))
+    for path, name in duplicates(refs[Role.DC]):
+        problems.append((path, f"host '{name}' is listed twice as a document converter"))
     return problems
 
 
@@ -238,6 +244,37 @@ def _filestore_checks(cfg: EstateConfig) -> Problems:
         problems.append(("filestore", "set either server (an NFS filestore) or s3Uri (an S3 filestore), not both"))
     if cfg.middleware is None:
         problems.append(("filestore", "no middleware would use this filestore: add middleware nodes, or remove it"))
+    return problems
+
+
+def _converter_checks(cfg: EstateConfig) -> Problems:
+    """Converter nodes sit behind the frontends' balancer://oxcluster_docs, for the middleware only."""
+    dc = cfg.document_converter
+    if not dc:
+        return []
+    problems: Problems = []
+    if cfg.middleware is None:
+        problems.append(("documentConverter", "converter nodes serve the middleware: add middleware nodes, "
+                                              "or remove this section"))
+    if cfg.frontend is None:
+        problems.append(("documentConverter", "the middleware reaches the converters through the frontends' "
+                                              "Apache (balancer://oxcluster_docs): add a frontend section"))
+    # One route namespace: Apache picks the member by the text after JSESSIONID's first dot, and a
+    # converter's session id is a JSESSIONID too, so a route may name one node only.
+    routes = [(f"documentConverter.nodes[{i}].route", n.route) for i, n in enumerate(dc.nodes)]
+    for path, route in duplicates(routes):
+        problems.append((path, f"duplicate route '{route}': each converter node needs its own route"))
+    jkroutes = {n.jkroute: i for i, n in enumerate(cfg.middleware.nodes)} if cfg.middleware else {}
+    for path, route in routes:
+        if route in jkroutes:
+            problems.append((path, f"route '{route}' is already middleware.nodes[{jkroutes[route]}].jkroute: "
+                                   "a converter needs a route of its own (e.g. DC1)"))
+    mw_hosts = {n.host: i for i, n in enumerate(cfg.middleware.nodes)} if cfg.middleware else {}
+    for i, node in enumerate(dc.nodes):
+        if node.host in mw_hosts:
+            problems.append((f"documentConverter.nodes[{i}].host",
+                             f"'{node.host}' is middleware.nodes[{mw_hosts[node.host]}].host: a converter is a "
+                             "node of its own (no Hazelcast, no DB access; its server.properties is its own)"))
     return problems
 
 

@@ -43,6 +43,7 @@ class Role(StrEnum):
     MW = "mw"
     WEB = "web"
     NFS = "nfs"
+    DC = "dc"  # document converter nodes (documentConverter.nodes)
 
 
 # --- raw input ------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Estate: wires one stack's components together.
 
 hosts -> firewall (static hosts) -> baseline -> databases (Galera, GTID pair, standalone) ->
-read/write split (HAProxy on the middleware nodes) -> middleware -> filestore mounts ->
-registration -> frontends. A floating address (keepalived) follows the tier it fronts: the GTID
+read/write split (HAProxy on the middleware nodes, with the converter listener where there are
+document converters) -> middleware -> filestore mounts -> registration -> frontends, which also
+wait for the document converter nodes (configured in parallel with the rest). A floating address (keepalived) follows the tier it fronts: the GTID
 pair's before anything uses the pair, the frontends' after them. Each tier takes the hosts and the outputs of the tiers it depends on,
 and waits only for what it needs.
 """
@@ -13,11 +14,12 @@ import pulumi
 
 from .baseline import HostBaseline
 from .config import EstateConfig, ProviderKind
-from .dbproxy import ReadWriteSplit
+from .dbproxy import ConverterProxy, ReadWriteSplit
+from .docconverter import ConverterNode, DocumentConverterArgs, DocumentConverterNodes
 from .filestore import NfsFilestore
 from .firewall import HostFirewall, HostFirewallArgs
 from .floating import FloatingAddress, FloatingAddressArgs
-from .frontend import ApacheFrontend, Backend
+from .frontend import ApacheFrontend, Backend, Converters
 from .galera import GaleraCluster
 from .gtid import GtidPair
 from .hosts import provision_hosts
@@ -47,12 +49,21 @@ class Estate(pulumi.ComponentResource):
         mw_hosts = [self.hosts[n.host] for n in cfg.middleware.nodes] if cfg.middleware else []
         ox_clients = [h.address for h in mw_hosts]
         self.galera = self.db_proxy = self.gtid = self.standalone = self.gtid_vip = self.web_vip = None
+        self.converters = self.converter_proxy = None
+        # OX's converter client reaches the converters through its node's HAProxy, round robin over
+        # the frontends (components/middleware.py CONVERTER_URL): one HAProxy config per node.
+        converter_frontends = self._web_hosts(cfg) if cfg.document_converter else []
         if db and db.galera:
             galera_hosts = [self.hosts[n] for n in db.galera.nodes]
             self.galera = GaleraCluster(f"{name}-galera", cfg, galera_hosts, baseline.host_facts, self.secrets,
                                         ox_clients, child)
             if mw_hosts:
-                self.db_proxy = ReadWriteSplit(f"{name}-dbproxy", self.galera, galera_hosts, mw_hosts, child)
+                self.db_proxy = ReadWriteSplit(f"{name}-dbproxy", self.galera, galera_hosts, mw_hosts, child,
+                                               converter_frontends=converter_frontends)
+        elif converter_frontends and mw_hosts:
+            self.converter_proxy = ConverterProxy(f"{name}-dcproxy", mw_hosts, converter_frontends, child)
+        if cfg.document_converter:
+            self.converters = DocumentConverterNodes(f"{name}-dc", self._converter_args(cfg), child)
         if db and db.gtid:
             self.gtid = GtidPair(f"{name}-gtid", cfg, self.hosts[db.gtid.master.host], self.hosts[db.gtid.slave.host],
                                  baseline.host_facts, self.secrets, ox_clients, child)
@@ -119,6 +130,9 @@ class Estate(pulumi.ComponentResource):
         if self.frontend:
             out.update(frontendUrls=self.frontend.urls,
                        frontendAdminNetworks=self.frontend.admin_networks)
+        if self.converters:
+            out.update(documentConverterRoutes=self.converters.routes,
+                       documentConverterStatus=self.converters.status)
         if self.web_vip:
             out.update(frontendFloatingUrl=f"http://{self.web_vip.address}/appsuite/",
                        frontendFloatingHolders=self.web_vip.holders)
@@ -138,15 +152,30 @@ class Estate(pulumi.ComponentResource):
             admin_networks=[str(n) for n in cfg.frontend.admin_networks] if cfg.frontend else [])
 
     def _frontend(self, name: str, cfg: EstateConfig, child: pulumi.ResourceOptions) -> ApacheFrontend:
-        """Apache in front of the middleware's backend nodes: on its own hosts, or on those nodes."""
+        """Apache in front of the middleware's backend nodes: on its own hosts, or on those nodes;
+        and in front of the document converters, for the middleware nodes only."""
         backends = [Backend(h, address, route) for h, address, route in self.middleware.backends]
-        return ApacheFrontend(f"{name}-web", cfg, self._web_hosts(cfg), backends, self.middleware.ready, child)
+        converters, ready = None, self.middleware.ready
+        if self.converters:
+            converters = Converters(self.converters.members, [self.hosts[n.host].address for n in cfg.middleware.nodes])
+            ready = [*ready, *self.converters.ready]
+        return ApacheFrontend(f"{name}-web", cfg, self._web_hosts(cfg), backends, ready, child, converters=converters)
 
     def _web_hosts(self, cfg: EstateConfig) -> list:
         """The frontend hosts: their own, or in colocated mode the middleware's backend nodes."""
         if cfg.frontend.mode == "colocated":
-            return [self.hosts[h] for h, _, _ in self.middleware.backends]
+            return [self.hosts[n.host] for n in cfg.middleware.nodes if n.role == "backend"]
         return [self.hosts[n] for n in cfg.frontend.nodes]
+
+    def _converter_args(self, cfg: EstateConfig) -> DocumentConverterArgs:
+        """The converter nodes, installed from the middleware's package source."""
+        dc, mw = cfg.document_converter, cfg.middleware
+        repository = mw.package_source == "repository"
+        return DocumentConverterArgs(
+            nodes=[ConverterNode(self.hosts[n.host], n.route) for n in dc.nodes],
+            job_processor_count=dc.job_processor_count, package_source=mw.package_source,
+            repository_url=mw.repository_url or "", repository_user=mw.repository_user or "",
+            repository_password=self.secrets.ox_repository_password if repository else None)
 
     def _configdb(self, topology: str, userdbs: list[str]) -> ConfigdbEndpoints:
         """Where OX nodes find the configdb, by the topology that holds it. OX has one

@@ -63,6 +63,14 @@ START_SERVERS = 10
 
 
 @dataclass(frozen=True)
+class Converters:
+    """Document converter nodes behind balancer://oxcluster_docs (components/docconverter.py)."""
+
+    members: list[tuple[pulumi.Input[str], str]]  # (address, route)
+    clients: list[pulumi.Input[str]]  # the middleware nodes' addresses: the only ones admitted
+
+
+@dataclass(frozen=True)
 class Backend:
     """One balancer member: an OX node with role "backend" (provisioning nodes are never members)."""
 
@@ -86,9 +94,13 @@ def members_for(host: str, backends: list[Backend], addresses: list[str], coloca
             for b, addr in zip(backends, addresses)]
 
 
-def site_config(host: str, members: list[dict], admin_networks: list[str]) -> str:
+def site_config(host: str, members: list[dict], admin_networks: list[str], converters: list[dict] = (),
+                converter_clients: list[str] = ()) -> str:
+    """converters: [{address, route}] behind balancer://oxcluster_docs; converter_clients: the
+    addresses that may reach it (the middleware nodes)."""
     return render("web/appsuite-site.conf.j2", host=host, members=members, admin_networks=admin_networks,
-                  admin_port=ADMIN_PORT, manager_port=MANAGER_PORT)
+                  admin_port=ADMIN_PORT, manager_port=MANAGER_PORT, converters=list(converters),
+                  converter_clients=list(converter_clients))
 
 
 def config_digest(site: str, mpm: str) -> str:
@@ -106,7 +118,8 @@ class ApacheFrontend(pulumi.ComponentResource):
     started: dict[str, pulumi.Resource]  # web host -> its start step (Apache answers with its config)
 
     def __init__(self, name: str, cfg: EstateConfig, web_hosts: list[Host], backends: list[Backend],
-                 depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
+                 depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None,
+                 converters: Converters | None = None):
         super().__init__("ox-estate:web:ApacheFrontend", name, None, opts)
         fe = cfg.frontend
         if fe is None:
@@ -120,7 +133,8 @@ class ApacheFrontend(pulumi.ComponentResource):
         self.admin_networks = admin_networks = [str(n) for n in fe.admin_networks]
         mpm = render("web/mpm-event.conf.j2", max_connections=fe.max_connections, **mpm_values(fe.max_connections))
 
-        checks = {h.name: self._create_host(name, h, backends, colocated, admin_networks, mpm, depends_on)
+        converters = converters or Converters([], [])
+        checks = {h.name: self._create_host(name, h, backends, colocated, admin_networks, mpm, depends_on, converters)
                   for h in web_hosts}
         self.status = pulumi.Output.all(*[
             c.stdout.apply(lambda out, n=n: parse_json_line(f"{name}-{n}-check", out)) for n, c in checks.items()
@@ -130,10 +144,13 @@ class ApacheFrontend(pulumi.ComponentResource):
         self.register_outputs({"urls": self.urls, "status": self.status, "adminNetworks": self.admin_networks})
 
     def _create_host(self, name: str, h: Host, backends: list[Backend], colocated: bool,
-                     admin_networks: list[str], mpm: str, depends_on: list[pulumi.Resource]):
+                     admin_networks: list[str], mpm: str, depends_on: list[pulumi.Resource], converters: Converters):
         step = f"{name}-{h.name}"
-        site = pulumi.Output.all(*[b.address for b in backends]).apply(
-            lambda addrs: site_config(h.name, members_for(h.name, backends, addrs, colocated), admin_networks))
+        site = pulumi.Output.all([b.address for b in backends], [a for a, _ in converters.members],
+                                 converters.clients).apply(
+            lambda a: site_config(h.name, members_for(h.name, backends, a[0], colocated), admin_networks,
+                                  [{"address": addr, "route": r} for addr, (_, r) in zip(a[1], converters.members)],
+                                  a[2]))
         install = run_script(f"{step}-install", h, "web/apache-install.sh.j2", parent=self)
         configure = run_script(f"{step}-configure", h, "web/apache-configure.sh.j2", parent=self,
                                values={"site": site, "site_name": SITE, "mpm": mpm, "mpm_name": MPM_CONF,

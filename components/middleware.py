@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import pulumi
 
 from .config import EstateConfig, FilestoreSpec
+from .docconverter import CLIENT_PACKAGES
 from .grants import OX_DB_USER
 from .hosts import Host
 from .remote import phase_steps, waypoint
@@ -40,6 +41,9 @@ from .versions import appsuite_before
 OX_PACKAGES = ["open-xchange", "open-xchange-admin", "open-xchange-authentication-database", "open-xchange-grizzly",
                "open-xchange-appsuite-backend", "open-xchange-appsuite-manifest"]
 CONFIGDB_NAME = "configdb"
+# With document converters: each node's converter URL, the local HAProxy listener (dbproxy.py) that
+# round-robins over the frontends (the guide's final setup: no frontend is a single point of failure).
+CONVERTER_URL = "http://127.0.0.1:8008/documentconverterws"
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,9 @@ class OXMiddlewareGroup(pulumi.ComponentResource):
 
         fs = cfg.filestore or FilestoreSpec(server=mw.nodes[0].host)  # the ids, when there is no filestore
         ids = {"uid": fs.uid, "gid": fs.gid}
-        packages = OX_PACKAGES + (["open-xchange-sessionstorage-hazelcast"] if len(mw.nodes) > 1 else [])
+        converters = cfg.document_converter is not None
+        packages = OX_PACKAGES + (["open-xchange-sessionstorage-hazelcast"] if len(mw.nodes) > 1 else []) \
+            + (CLIENT_PACKAGES if converters else [])
         repo = {"OX_REPOSITORY_PASSWORD": secrets.ox_repository_password} if mw.package_source == "repository" else {}
         prepared, self.users = {}, {}
         for n in mw.nodes:
@@ -108,7 +114,8 @@ class OXMiddlewareGroup(pulumi.ComponentResource):
             values = {**endpoints, "read_host": configdb.read_host, "read_port": configdb.read_port,
                       "server_name": mw.server_name, "cluster_name": mw.cluster_name, "jkroute": n.jkroute,
                       "servermemory": mw.servermemory_mb, "hazelcast_group_password": group_password,
-                      "replication_monitor": str(configdb.replication_monitor).lower()}
+                      "replication_monitor": str(configdb.replication_monitor).lower(),
+                      "converter_url": CONVERTER_URL if converters else ""}
             self.configured[n.host] = step(self.nodes[n.host], "configure", "mw/ox-configure.sh.j2",
                                            secrets=node_secrets, depends_on=[prepared[n.host], configdb_ready],
                                            values={**values, "hazelcast": hazelcast})

@@ -14,14 +14,15 @@ What listens where, and why a port is absent (checked against the templates):
 | 9200 | clustercheck on every Galera node (says which node is the writer) | HAProxy on the OX nodes; the other Galera nodes (each asks its peers' /status before it claims the writer role) |
 | 5701 | Hazelcast on every OX node | the other OX nodes |
 | 8009 | OX's HTTP connector | Apache: the web hosts, or in colocated mode the backend OX hosts themselves (they are web hosts then, `EstateConfig.roles_of`) |
+| 8008 | OX's document converter (`documentConverter.nodes`) | Apache: the web hosts (`balancer://oxcluster_docs`; the middleware reaches it only through Apache) |
 | 2049 | NFSv4 (nfs-kernel-server or nfs-ganesha; v4 only, so no rpcbind or mountd) | OX nodes |
 | 80, 443 | Apache | anyone |
 | 8088 (`frontend.ADMIN_PORT`) | Apache's admin listener: SOAP and balancer-manager | `frontend.adminNetworks` |
 | VRRP (IP protocol 112, no port) | keepalived, for a floating address (`components/floating.py`) | the same role's hosts: the GTID masters, the frontends |
 | 22 | sshd | the admin networks (AWS: `aws.adminCidr`; static: `firewall.sshFrom`, the bastion, and the firewall refuses a ruleset that would shut out the deploying side) |
 
-Never open to another host, so never in the table: HAProxy's 3306/3307 on OX nodes (bound to
-127.0.0.1), OX's RMI admin port 1099 (localhost; the admin tools run on the node itself).
+Never open to another host, so never in the table: HAProxy's 3306/3307 and 8008 (the converter
+listener) on OX nodes (bound to 127.0.0.1), OX's RMI admin port 1099 (localhost; the admin tools run on the node itself).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ PORT_RULES: list[PortRule] = [
     PortRule(Role.DB, 9200, 9200, "tcp", Role.DB, "clustercheck peers: the writer decision"),
     PortRule(Role.MW, 5701, 5701, "tcp", Role.MW, "Hazelcast cluster"),
     PortRule(Role.MW, 8009, 8009, "tcp", Role.WEB, "Apache balancer to OX"),
+    PortRule(Role.DC, 8008, 8008, "tcp", Role.WEB, "Apache balancer to the document converters"),
     # keepalived's adverts between the peers of a floating address (unicast, so only from them).
     PortRule(Role.DB, 0, 0, VRRP, Role.DB, "VRRP adverts between the GTID masters (floating write address)"),
     PortRule(Role.WEB, 0, 0, VRRP, Role.WEB, "VRRP adverts between the frontends (floating client address)"),

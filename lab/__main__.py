@@ -53,11 +53,18 @@ def _middleware_hosts(cfg: dict) -> list[str]:
     return names
 
 
-def _install_standins(names: list[str]) -> None:
+def _converter_hosts(cfg: dict) -> list[str]:
+    """Hosts under ox-estate:documentConverter -> nodes -> host."""
+    dc = cfg.get("ox-estate:documentConverter")
+    nodes = (dc.get("nodes") or []) if isinstance(dc, dict) else []
+    return list(dict.fromkeys(str(n["host"]) for n in nodes if isinstance(n, dict) and n.get("host")))
+
+
+def _install_standins(names: list[str], converter: bool = False) -> None:
     from lab import hosts
     from lab.standins import layout
 
-    files = layout.files()
+    files = layout.converter_files() if converter else layout.files()
     pick_mode = getattr(layout, "mode", lambda _src: 0o755)
     by_mode: dict[int, dict] = {}
     for dest, src in files.items():
@@ -133,6 +140,7 @@ def up(a) -> int:
     try:
         hosts.create(host_list, subnet=a.subnet)
         _install_standins(_middleware_hosts(cfg))
+        _install_standins(_converter_hosts(cfg), converter=True)
     except (hosts.LabError, subprocess.CalledProcessError) as exn:
         print(f"lab: cannot prepare the lab hosts: {exn}", file=sys.stderr)
         return 1

@@ -88,7 +88,8 @@ def verify(state: dict) -> list[Check]:
     checks: list[Check] = []
     with ExitStack() as stack:
         stack.callback(shell.close)
-        for run in (_hosts, _galera, _gtid, _read_write_split, _middleware, _registration, _filestore, _frontend):
+        for run in (_hosts, _galera, _gtid, _read_write_split, _middleware, _registration, _filestore, _frontend,
+                    _docconverter):
             try:
                 checks += run(shell, state, outputs)
             except Exception as exn:  # noqa: BLE001 a check that cannot run is a failed check
@@ -353,4 +354,72 @@ def _frontend(shell: Shell, state: dict, outputs: dict) -> list[Check]:
         soap = json.loads(body).get("soap") if body.startswith("{") else None
         checks.append((f"apache: SOAP and balancer-manager on :{ADMIN_PORT} from {insider}",
                        soap is True and "balancer://oxcluster" in page, f"soap={soap} manager={'balancer://' in page}"))
+    return checks
+
+
+CONVERTER_URL = "http://127.0.0.1:8008/documentconverterws"  # components/middleware.py CONVERTER_URL
+CLIENT_PROPERTIES = "/opt/open-xchange/etc/documentconverter-client.properties"
+
+
+def converter_routes(shell: Shell, source: str, url: str, count: int, cookie: str = "") -> Counter:
+    """Send `count` GETs from lab host `source`; count the converter routes that answered (the
+    stand-in's `Route:` line; "error" for anything else)."""
+    header = f"-H 'Cookie: JSESSIONID={cookie}'" if cookie else ""
+    _, out, _ = shell.run(source, f"for i in $(seq {count}); do curl -s --max-time 10 {header} '{url}' "
+                                  "| grep -o 'Route: [A-Za-z0-9_-]*' || echo 'Route: error'; done", timeout=300)
+    return Counter(line.removeprefix("Route: ") for line in out.splitlines() if line.strip())
+
+
+def converter_sessions(shell: Shell, source: str, url: str, routes: set[str], batch: int = 10,
+                       seconds: float = 90) -> tuple[Counter, float]:
+    """New converter sessions in batches until every route answered, or `seconds` passed; the
+    routes seen and the seconds it took. Two reasons a route can be missing for a while:
+    byrequests counts sticky requests too (see new_sessions), and a converter that was restarted
+    is skipped by Apache for retry= (60 s) once a request (HAProxy's health checks are requests)
+    found it down: measured in the lab after a jobProcessorCount change restarted both."""
+    fresh: Counter = Counter()
+    start = time.monotonic()
+    while not routes <= set(fresh) and time.monotonic() - start < seconds:
+        fresh += converter_routes(shell, source, url, batch)
+        if not routes <= set(fresh):
+            time.sleep(1)
+    return fresh, time.monotonic() - start
+
+
+def _docconverter(shell: Shell, state: dict, outputs: dict) -> list[Check]:
+    """The document converters through the middleware's path to them (the local HAProxy, the
+    frontends' balancer://oxcluster_docs): every route answers new sessions, a session sticks to
+    its route, and the endpoint refuses a host that is not a middleware node."""
+    converters = outputs.get("documentConverterRoutes")
+    backends = outputs.get("middlewareBackends") or {}
+    if not converters or not backends:
+        return []
+    routes = set(converters.values())
+    mw = list(backends)
+    checks = []
+    for host in mw:
+        _, props, _ = shell.run(host, f"cat {CLIENT_PROPERTIES}")
+        checks.append((f"converter client {host}",
+                       f"com.openexchange.documentconverter.client.remoteDocumentConverterUrl={CONVERTER_URL}"
+                       in props.splitlines(), props.replace("\n", " ")[:200]))
+    source = mw[0]
+    # HAProxy marks a frontend up two checks after its Apache has the converter balancer.
+    answers = _eventually(lambda: converter_routes(shell, source, CONVERTER_URL, 1).keys() <= routes, 30)
+    fresh, took = converter_sessions(shell, source, CONVERTER_URL, routes)
+    checks.append((f"converters: new sessions from {source} reach every route",
+                   answers and set(fresh) - {"error"} == routes, f"{dict(fresh)} in {took:.0f}s"))
+    last = sorted(routes)[-1]
+    sticky = converter_routes(shell, mw[-1], CONVERTER_URL, 20, f"x.{last}")
+    checks.append((f"converters: cookie x.{last} sticks from {mw[-1]}", sticky == Counter({last: 20}), f"{dict(sticky)}"))
+    outsider = next((h for h in outputs["hostAddresses"] if h not in backends
+                     and h not in converters.keys()), None)
+    if outsider:
+        codes = {}
+        for url in [u.removesuffix("/appsuite/") + p for u in outputs.get("frontendUrls") or []
+                    for p in ("/documentconverterws", "/documentconverterws/", "/documentconverterws;x")]:
+            _, code, _ = shell.run(outsider, f"curl -s --path-as-is --max-time 5 -o /dev/null -w '%{{http_code}}' '{url}'")
+            codes[url] = code
+        checks.append((f"converters: /documentconverterws refused from {outsider}",
+                       bool(codes) and all(c in ("403", "000") for c in codes.values()),
+                       " ".join(f"{u}={c}" for u, c in codes.items())))
     return checks

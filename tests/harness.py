@@ -150,6 +150,11 @@ class UnitMocks(pulumi.runtime.Mocks):
             url = re.search(r"http://[0-9.]+/appsuite/", create).group(0)
             return json.dumps({"host": name.split("-")[-2], "url": url, "mpm": "event", "generation": 1,
                                "pid": 100, "balancer": 200})
+        if name.endswith("-check") and "WebService is running" in create:  # a document converter
+            script = shlex.split(create)[2]
+            host, route = re.search(r"\\n' (\S+) (\S+) \"\$url\"", script).groups()
+            url = re.search(r"^url=(\S+)$", script, re.M).group(1)
+            return json.dumps({"host": host, "route": route, "url": url})
         if re.search(r"-drain-[^-]+$", name):
             return json.dumps({"host": name.split("-")[-3], "node": name.split("-")[-1], "action": "drain",
                                "drain": 1, "disabled": 1, "run": "1764655200000000000"})

@@ -225,6 +225,47 @@ def test_every_file_says_it_is_a_standin():
         assert "STAND-IN" in src.read_text()[:1500], src
 
 
+def test_the_converter_files_are_stand_ins():
+    for target, src in layout.converter_files().items():
+        assert target.startswith(("/opt/open-xchange/", "/etc/init.d/"))
+        assert "STAND-IN" in src.read_text()[:1500], src
+    assert layout.mode(STANDINS / "documentconverter.py") == 0o755
+
+
+def test_the_converter_answers_with_its_route_and_sets_sticky_sessions(tmp_path):
+    """Started by its init script: the guide's page plus its route, a JSESSIONID <id>.<route> for a
+    new session only, 404 elsewhere; status 3 once stopped."""
+    layout.install(str(tmp_path))
+    root = tmp_path / "opt" / "open-xchange"
+    (root / "etc").mkdir(parents=True, exist_ok=True)
+    (root / "etc" / "server.properties").write_text(
+        "com.openexchange.server.backendRoute=DC7\ncom.openexchange.connector.networkListenerHost=localhost\n")
+    port = free_port()
+    env = {**os.environ, "OX_STANDIN_ROOT": str(root), "OX_STANDIN_PIDFILE": str(tmp_path / "dc.pid"),
+           "OX_STANDIN_LOGFILE": str(tmp_path / "dc.log"), "OX_STANDIN_DC_PORT": str(port)}
+    init = str(tmp_path / "etc" / "init.d" / "open-xchange-documentconverter-server")
+    assert subprocess.run(["sh", init, "start"], env=env, capture_output=True).returncode == 0
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/documentconverterws")
+        r = conn.getresponse()
+        body = r.read().decode()
+        assert r.status == 200 and "WebService is running" in body and "Error Code: 0" in body
+        assert "Route: DC7" in body and r.getheader("X-OX-Route") == "DC7"
+        assert re.match(r"JSESSIONID=\d{19}\.DC7;", r.getheader("Set-Cookie"))
+        conn.request("GET", "/documentconverterws", headers={"Cookie": "JSESSIONID=1.DC2"})
+        r = conn.getresponse()
+        r.read()
+        assert r.getheader("Set-Cookie") is None
+        conn.request("GET", "/other")
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 404
+    finally:
+        subprocess.run(["sh", init, "stop"], env=env, capture_output=True)
+    assert subprocess.run(["sh", init, "status"], env=env, capture_output=True).returncode == 3
+
+
 def test_argument_errors(ox):
     r = tool(ox, "registerdatabase")
     assert r.returncode == 104

@@ -51,6 +51,9 @@ MASTER_MASTER = {"database.gtid.mode": "master-master"}
 GTID_VIP = {**MASTER_MASTER, "database.gtid.floatingAddress": "10.0.0.100/24"}
 TWO_WEB = {"hosts[9]": {"name": "web2", "address": "10.0.0.42"}, "frontend.nodes": ["web1", "web2"]}
 CONTEXT = {"middleware.firstContext": {"contextId": 1, "name": "ctx"}}
+DC_HOSTS = {"hosts[9]": {"name": "dc1", "address": "10.0.0.51"}, "hosts[10]": {"name": "dc2", "address": "10.0.0.52"}}
+CONVERTERS = {**DC_HOSTS, "documentConverter": {"nodes": [{"host": "dc1", "route": "DC1"},
+                                                          {"host": "dc2", "route": "DC2"}]}}
 
 # (case, edits, key path named in the error, words the message must contain)
 CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
@@ -285,7 +288,7 @@ CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
     ("instance type with a space", {**AWS, "aws.instanceTypes": {"db": "m6i large"}}, "aws.instanceTypes.db",
      "not an EC2 instance type"),
     ("instance type for an unknown role", {**AWS, "aws.instanceTypes": {"cache": "m6i.large"}},
-     "aws.instanceTypes.cache", "'db', 'mw', 'web' or 'nfs'"),
+     "aws.instanceTypes.cache", "'db', 'mw', 'web', 'nfs' or 'dc'"),
     ("deeply nested JSON", {"database.tuning": _nested(50)}, "database.tuning" + ".x" * 8, "nested deeper"),
     ("10,000 middleware nodes", {"middleware.nodes": [{"host": "mw1", "jkroute": f"OX{i}"} for i in range(10_000)]},
      "middleware.nodes", "lists 10000 items; at most 1000"),
@@ -351,4 +354,31 @@ CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
                                           "frontend.nodes": ["web1", "web2"],
                                           "frontend.floatingAddress": "10.20.1.200/24"},
      "frontend.floatingAddress", "an AWS VPC does not honour"),
+    # --- document converters ---
+    ("converter route used twice", {**CONVERTERS, "documentConverter.nodes[1].route": "DC1"},
+     "documentConverter.nodes[1].route", "duplicate route 'DC1'"),
+    ("converter route that is a jkroute", {**CONVERTERS, "documentConverter.nodes[0].route": "OX2"},
+     "documentConverter.nodes[0].route", "already middleware.nodes[1].jkroute"),
+    ("converter route with a dot", {**CONVERTERS, "documentConverter.nodes[0].route": "DC.1"},
+     "documentConverter.nodes[0].route", "route token"),
+    ("converter route with a newline", {**CONVERTERS, "documentConverter.nodes[0].route": "DC1\nRequire all granted"},
+     "documentConverter.nodes[0].route", "control character"),
+    ("converter on a middleware host", {**CONVERTERS, "documentConverter.nodes[1].host": "mw2"},
+     "documentConverter.nodes[1].host", "a converter is a node of its own"),
+    ("converter host listed twice", {**CONVERTERS, "documentConverter.nodes[1].host": "dc1"},
+     "documentConverter.nodes[1].host", "listed twice as a document converter"),
+    ("converter on an unknown host", {**CONVERTERS, "documentConverter.nodes[1].host": "dc9"},
+     "documentConverter.nodes[1].host", "unknown host 'dc9'"),
+    ("converters without middleware", {**CONVERTERS, "middleware": DROP, "filestore": DROP, "frontend": DROP},
+     "documentConverter", "converter nodes serve the middleware"),
+    ("converters without a frontend", {**CONVERTERS, "frontend": DROP}, "documentConverter",
+     "add a frontend section"),
+    ("converters without nodes", {"documentConverter": {"nodes": []}}, "documentConverter.nodes", "at least 1 item"),
+    ("jobProcessorCount of zero", {**CONVERTERS, "documentConverter.jobProcessorCount": 0},
+     "documentConverter.jobProcessorCount", "greater than or equal to 1"),
+    ("jobProcessorCount as a boolean", {**CONVERTERS, "documentConverter.jobProcessorCount": True},
+     "documentConverter.jobProcessorCount", "whole number"),
+    ("converter with an unknown key", {**CONVERTERS, "documentConverter.nodes[0].port": 8080},
+     "documentConverter.nodes[0].port", "Extra inputs"),
+
 ]

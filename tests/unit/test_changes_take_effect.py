@@ -501,13 +501,13 @@ esac
 '''
 
 
-def _ox_configure(box: Box, servermemory: int, members: str = "10.0.0.21"):
+def _ox_configure(box: Box, servermemory: int, members: str = "10.0.0.21", converter_url: str = ""):
     hazelcast = (f"com.openexchange.hazelcast.enabled=true\ncom.openexchange.hazelcast.network.interfaces={members}\n"
                  f"com.openexchange.hazelcast.network.join.static.nodes={members}\n")
     values = {"write_host": "127.0.0.1", "write_port": 3307, "read_host": "127.0.0.1", "read_port": 3306,
               "db_user": "openexchange", "db_name": "configdb", "server_name": "oxserver", "cluster_name": "ox",
               "jkroute": "OX1", "servermemory": servermemory, "hazelcast": Rendered(hazelcast),
-              "hazelcast_group_password": False, "replication_monitor": "false"}
+              "hazelcast_group_password": False, "replication_monitor": "false", "converter_url": converter_url}
     secrets = _b64(CONFIGDB_PASSWORD="cdb-pw", OX_ADMIN_MASTER_PASSWORD=MASTER)
     return box.run("mw/ox-configure.sh.j2", values, stdin=secrets, step="ox-mw-mw1-configure", host="mw1")
 
@@ -555,6 +555,29 @@ def test_a_servermemory_change_is_left_to_the_restart_step_which_restarts_even_a
     assert not (box.state / "open-xchange.restart-pending").exists()
     again = _ox_restart(box)
     assert '"action": "none"' in again.stdout and box.calls("service")[-1] == "open-xchange status"
+
+
+@needs_root
+def test_a_converter_url_is_left_to_the_restart_step(tmp_path):
+    """Document converters added: the client URL and the preview capability land in OX's
+    .properties (kept: the other keys of those files stay), and the running node is left for the
+    rolling restart, like any setting OX reads at start; the same run again changes nothing."""
+    box = _ox_service_box(tmp_path)
+    (box.oxetc / "permissions.properties").write_text("# shipped\ncom.openexchange.capability.other=true\n")
+    assert _ox_configure(box, 2048).returncode == 0
+    url = "http://127.0.0.1:8008/documentconverterws"
+    changed = _ox_configure(box, 2048, converter_url=url)
+    assert changed.returncode == 0, changed.stderr
+    assert box.calls("service")[-1] == "open-xchange status"  # running, not restarted
+    assert (box.state / "open-xchange.restart-pending").exists()
+    client = (box.oxetc / "documentconverter-client.properties").read_text().splitlines()
+    assert client == [f"com.openexchange.documentconverter.client.remoteDocumentConverterUrl={url}"]
+    assert (box.oxetc / "permissions.properties").read_text().splitlines() == [
+        "# shipped", "com.openexchange.capability.other=true", "com.openexchange.capability.document_preview=true"]
+    assert _ox_restart(box).returncode == 0
+    assert not (box.state / "open-xchange.restart-pending").exists()
+    assert _ox_configure(box, 2048, converter_url=url).returncode == 0
+    assert not (box.state / "open-xchange.restart-pending").exists()
 
 
 @needs_root
@@ -625,7 +648,7 @@ def test_a_haproxy_change_is_reloaded_even_after_a_failed_reload(tmp_path):
     for name, text in HAPROXY_FAKES.items():
         _fake(box.bin / name, text)
     _fake(box.etc / "init.d" / "haproxy", HAPROXY_INIT)
-    run = lambda cfg: box.run("mw/haproxy.sh.j2", {"config": Rendered(cfg)},  # noqa: E731
+    run = lambda cfg: box.run("mw/haproxy.sh.j2", {"config": Rendered(cfg), "galera": True},  # noqa: E731
                               step="ox-dbproxy-mw1-haproxy", host="mw1")
     assert run("global\n# one\n").returncode == 0
     assert run("global\n# one\n").returncode == 0

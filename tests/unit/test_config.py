@@ -170,7 +170,7 @@ def test_the_catalogue_is_large_and_varied():
     assert len({case for case, *_ in CATALOGUE}) == len(CATALOGUE)
     sections = {path.split(".")[0].split("[")[0] for _, _, path, _ in CATALOGUE}
     assert {"hosts", "ssh", "aws", "versions", "database", "middleware", "frontend", "filestore", "firewall",
-            "converge", "secrets", "mysqlRootPassword", "oxRepositoryPassword"} <= sections
+            "converge", "secrets", "mysqlRootPassword", "oxRepositoryPassword", "documentConverter"} <= sections
 
 
 @pytest.mark.parametrize("case,edits,path,words", CATALOGUE, ids=[c[0] for c in CATALOGUE])

@@ -11,7 +11,7 @@ AWS = {"provider": "aws", "ssh": {"user": "admin"}, "aws": {"adminCidr": "203.0.
        "database": {"galera": {"nodes": ["db1", "db2", "db3"]}, "configdb": "galera"},
        "firewall": None}  # security groups are the firewall on AWS
 # Ports that carry database, cluster or file traffic: never open to the world.
-INTERNAL_PORTS = {3306, 4444, 4567, 4568, 9200, 5701, 2049, 8009}
+INTERNAL_PORTS = {3306, 4444, 4567, 4568, 9200, 5701, 2049, 8009, 8008}
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_each_port_admits_exactly_its_peers(aws_recording):
     """The rules reference the peer group's id: db 3306 from mw and db, Galera ports from db only."""
     groups = {r.name.removeprefix("hosts-sg-"): f"{r.name}-id"
               for r in aws_recording.of_type("aws:ec2/securityGroup:SecurityGroup")}
-    assert set(groups) == {"db", "mw", "web", "nfs", "admin"}
+    assert set(groups) == {"db", "mw", "web", "nfs", "dc", "admin"}
     admitted = {}
     for r in _ingress(aws_recording):
         to = next(g for g, gid in groups.items() if gid == r["securityGroupId"])
@@ -57,6 +57,7 @@ def test_each_port_admits_exactly_its_peers(aws_recording):
     assert admitted[("mw", 5701)] == {"mw"}
     assert admitted[("mw", 8009)] == {"web"}
     assert admitted[("nfs", 2049)] == {"mw"}
+    assert admitted[("dc", 8008)] == {"web"}  # the converters: only Apache's balancer://oxcluster_docs
     # VRRP (IP protocol 112, no ports) between the peers of a floating address.
     assert admitted[("db", "112")] == {"db"} and admitted[("web", "112")] == {"web"}
 
@@ -70,6 +71,23 @@ def test_instances_get_the_groups_of_their_roles(aws_recording):
     assert instances["db1"]["instanceType"] == "m6i.large"
     assert instances["mw1"]["instanceType"] == "m6i.xlarge"
     assert instances["web1"]["metadataOptions"]["httpTokens"] == "required"
+
+
+def test_a_converter_node_gets_its_group_and_a_compute_type(stack_config):
+    """A document converter host is in the dc group (8008 from the web hosts only) and, unless the
+    config says otherwise, on the converter's default type; a configured map without dc still
+    finds one."""
+    hosts = AWS["hosts"] + [{"name": "dc1"}]
+    converters = {"nodes": [{"host": "dc1", "route": "DC1"}]}
+    for types, expected in (({}, "c6i.xlarge"), ({"instanceTypes": {"db": "m6i.large"}}, "c6i.xlarge"),
+                            ({"instanceTypes": {"dc": "c7i.2xlarge"}}, "c7i.2xlarge")):
+        recording = run_program(stack_config(**{**AWS, "hosts": hosts, "aws": {**AWS["aws"], **types}},
+                                             middleware={"nodes": [{"host": "mw1", "jkroute": "OX1"}]},
+                                             frontend={"nodes": ["web1"]}, filestore=None,
+                                             documentConverter=converters), {"sshPrivateKey"})
+        (dc1,) = [unwrap(r.inputs) for r in recording.of_type("aws:ec2/instance:Instance") if r.name == "hosts-dc1"]
+        assert dc1["vpcSecurityGroupIds"] == ["hosts-sg-admin-id", "hosts-sg-dc-id"]
+        assert dc1["instanceType"] == expected
 
 
 def test_debian_ami_is_looked_up(aws_recording):

@@ -2,7 +2,8 @@
 
 The program is built under mocks with a config that uses every template (repository packages,
 master-master with a floating address, a first context, colocated frontends with one, and
-dedicated frontends are covered by the two builds).
+dedicated frontends, document converters with and without Galera's HAProxy, are covered by the
+two builds).
 Each call to render() is recorded with its values. Then every string in those values, one at a
 time, is replaced by each hostile value below, and the template rendered again:
 
@@ -58,6 +59,8 @@ HOSTILE = [
     "a" * 65536,  # 64 KB
 ]
 # Builds that between them use every template.
+CONVERTER_HOSTS = [{"name": "dc1", "address": "10.0.0.51"}, {"name": "dc2", "address": "10.0.0.52"}]
+CONVERTERS = {"nodes": [{"host": "dc1", "route": "DC1"}, {"host": "dc2", "route": "DC2"}], "jobProcessorCount": 4}
 BUILDS = {
     "dedicated": {"middleware": {**BASE_CONFIG["middleware"], "packageSource": "repository",
                                  "repositoryUrl": "https://software.example.com/appsuite/DebianBookworm",
@@ -67,11 +70,15 @@ BUILDS = {
                   "database": {**BASE_CONFIG["database"], "gtid": {**BASE_CONFIG["database"]["gtid"],
                                                                    "mode": "master-master",
                                                                    "floatingAddress": "10.0.0.100/24"}},
-                  "filestore": {"server": "nfs1", "implementation": "ganesha"}},
+                  "filestore": {"server": "nfs1", "implementation": "ganesha"},
+                  # converters from the repository, behind Galera's HAProxy (the converter listener added)
+                  "hosts": BASE_CONFIG["hosts"] + CONVERTER_HOSTS, "documentConverter": CONVERTERS},
     "colocated": {"frontend": {"mode": "colocated", "adminNetworks": ["10.0.0.0/24"],
                                "floatingAddress": "10.0.0.200/24"},
-                  "hosts": BASE_CONFIG["hosts"] + [{"name": "db6", "address": "10.0.0.16"}],
+                  "hosts": BASE_CONFIG["hosts"] + [{"name": "db6", "address": "10.0.0.16"}] + CONVERTER_HOSTS,
                   "database": {"standalone": {"host": "db6"}, "configdb": "standalone"},
+                  # preinstalled converters, and HAProxy for them alone (no Galera)
+                  "documentConverter": CONVERTERS,
                   "filestore": {"server": "nfs1", "implementation": "kernel", "clientMount": "nfs"}},
 }
 
