@@ -151,7 +151,9 @@ class UnitMocks(pulumi.runtime.Mocks):
             return json.dumps({"host": name.split("-")[-2], "url": url, "mpm": "event", "generation": 1,
                                "pid": 100, "balancer": 200})
         if name.endswith("-check") and "WebService is running" in create:  # a document converter
-            script = shlex.split(create)[2]
+            from components.remote import script_argv
+
+            script = script_argv(create)[2]
             host, route = re.search(r"\\n' (\S+) (\S+) \"\$url\"", script).groups()
             url = re.search(r"^url=(\S+)$", script, re.M).group(1)
             return json.dumps({"host": host, "route": route, "url": url})

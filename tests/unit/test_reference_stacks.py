@@ -139,8 +139,9 @@ def _expected_types(stack: str, layout: Layout) -> dict[str, int]:
             "aws:ec2/instance:Instance": len(layout.hosts), "aws:ec2/keyPair:KeyPair": 1, "aws:ec2/vpc:Vpc": 1,
             "aws:ec2/internetGateway:InternetGateway": 1, "aws:ec2/routeTable:RouteTable": 1,
             "aws:ec2/subnet:Subnet": subnets, "aws:ec2/routeTableAssociation:RouteTableAssociation": subnets,
-            "aws:ec2/securityGroup:SecurityGroup": 5,  # db, mw, web, nfs, admin
-            "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 5,
+            # One per role, used or not (dc: document converters, none here), and admin.
+            "aws:ec2/securityGroup:SecurityGroup": 6,  # db, mw, web, nfs, dc, admin
+            "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 6,
             "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": ingress,
         })
     return {t: n for t, n in expected.items() if n}
