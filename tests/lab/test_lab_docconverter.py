@@ -6,6 +6,7 @@ Subnet 10.223.0.0/24 on the bridge oxlabc0 (oxlabd0 is lab-db's, tests/lab/test_
 """
 
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -119,15 +120,28 @@ def test_a_job_processor_change_restarts_only_the_converters(dc):
     converter for retry= (60 s) once a request found it down during its restart, so the verifier
     waits (bounded) for every route to answer new sessions again; the time is printed."""
     pids = {h: dc.run_on(h, "cat /run/open-xchange-documentconverter-server.pid") for h in ("cdc1", "cdc2")}
-    result = dc.up("--set", "documentConverter.jobProcessorCount=5")
-    record = dc.record()
-    changed = sorted(r["name"] for r in record["plan"] if r["op"] != "same")
-    print(f"jobProcessorCount 2 -> 5: {record['executed']} commands, {changed}")
-    print("\n".join(line for line in result.stdout.splitlines() if "converters:" in line))
-    assert changed == sorted(f"ox-dc-{h}-{p}" for h in ("cdc1", "cdc2") for p in ("configure", "start", "check"))
-    for host in ("cdc1", "cdc2"):
-        assert dc.run_on(host, "cat /run/open-xchange-documentconverter-server.pid") != pids[host]
-        assert "Job processors: 5" in dc.run_on(host, "curl -s http://127.0.0.1:8008/documentconverterws")
-    starts = [json.loads(c["stdout"]) for c in dc.state["commands"].values() if c["name"].startswith("ox-dc-")
-              and c["name"].endswith("-start")]
-    assert [s["action"] for s in starts] == ["restart", "restart"], starts
+    try:
+        result = dc.up("--set", "documentConverter.jobProcessorCount=5")
+        record = dc.record()
+        changed = sorted(r["name"] for r in record["plan"] if r["op"] != "same")
+        print(f"jobProcessorCount 2 -> 5: {record['executed']} commands, {changed}")
+        print("\n".join(line for line in result.stdout.splitlines() if "converters:" in line))
+        assert changed == sorted(f"ox-dc-{h}-{p}" for h in ("cdc1", "cdc2") for p in ("configure", "start", "check"))
+        for host in ("cdc1", "cdc2"):
+            assert dc.run_on(host, "cat /run/open-xchange-documentconverter-server.pid") != pids[host]
+            assert "Job processors: 5" in dc.run_on(host, "curl -s http://127.0.0.1:8008/documentconverterws")
+        starts = [json.loads(c["stdout"]) for c in dc.state["commands"].values() if c["name"].startswith("ox-dc-")
+                  and c["name"].endswith("-start")]
+        assert [s["action"] for s in starts] == ["restart", "restart"], starts
+    finally:
+        # Back to the stack's count (2), which the other tests read, in whatever order they run;
+        # and until Apache routes new sessions to both again (retry=60 after a restart).
+        dc.up()
+        _wait_for_both_routes(dc)
+
+
+def _wait_for_both_routes(estate, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while not {"DC1", "DC2"} <= set(_routes(estate, "cmw1", 10)):
+        assert time.monotonic() < deadline, f"new sessions did not reach both converters within {seconds:.0f} s"
+        time.sleep(2)
