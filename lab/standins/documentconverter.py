@@ -22,16 +22,14 @@ Usage: open-xchange-documentconverter-server [--daemon] [--pidfile ...] [--logfi
 import argparse
 import os
 import random
-import signal
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _here = os.path.dirname(os.path.realpath(__file__))
 sys.path[0:0] = [os.path.join(_here, "..", "lib"), _here]
 
-from oxstandin import ox_root  # noqa: E402
+from oxstandin import daemon, ox_root  # noqa: E402
 from oxstandin.props import read_properties  # noqa: E402
 
 PORT = int(os.environ.get("OX_STANDIN_DC_PORT") or 8008)  # the variable: for the stand-in's own tests
@@ -143,58 +141,8 @@ def main(argv=None):
         log("FATAL: cannot bind %s:%d: %s" % (conf["host"], PORT, exc))
         return 1
 
-    if opts.daemon:
-        rfd, wfd = os.pipe()
-        pid = os.fork()
-        if pid > 0:
-            os.close(wfd)
-            httpd.server_close()
-            import select
-            ready, _, _ = select.select([rfd], [], [], opts.ready_timeout)
-            if ready and os.read(rfd, 16).startswith(b"R"):
-                return 0
-            log("FATAL: the converter did not become ready within %.0fs" % opts.ready_timeout)
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except OSError:
-                pass
-            return 1
-        os.close(rfd)
-        os.setsid()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 0)
-        try:
-            os.makedirs(os.path.dirname(opts.logfile) or ".", exist_ok=True)
-            logfd = os.open(opts.logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        except OSError:
-            logfd = devnull
-        os.dup2(logfd, 1)
-        os.dup2(logfd, 2)
-        LOG["path"] = None  # stderr now is the log file
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    if opts.pidfile:
-        tmp = opts.pidfile + ".tmp"
-        with open(tmp, "w") as fh:
-            fh.write("%d\n" % os.getpid())
-        os.replace(tmp, opts.pidfile)
-    log("started: route %s http %s:%d jobs %s" % (conf["route"], conf["host"], PORT, conf["jobs"]))
-    if opts.daemon:
-        os.write(wfd, b"R")
-        os.close(wfd)
-    stop.wait()
-    log("stopping")
-    httpd.shutdown()
-    httpd.server_close()
-    try:
-        with open(opts.pidfile) as fh:
-            if fh.read().strip() == str(os.getpid()):
-                os.unlink(opts.pidfile)
-    except OSError:
-        pass
-    return 0
+    return daemon.serve([httpd], opts, log, LOG, "the converter",
+                        "started: route %s http %s:%d jobs %s" % (conf["route"], conf["host"], PORT, conf["jobs"]))
 
 
 if __name__ == "__main__":

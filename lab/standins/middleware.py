@@ -31,18 +31,16 @@ import argparse
 import json
 import os
 import random
-import signal
 import socket
 import socketserver
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _here = os.path.dirname(os.path.realpath(__file__))
 sys.path[0:0] = [os.path.join(_here, "..", "lib"), _here]
 
-from oxstandin import config, configdb, servletpath  # noqa: E402
+from oxstandin import config, configdb, daemon, servletpath  # noqa: E402
 
 PREFIXES = ("/appsuite", "/ajax", "/servlet", "/webservices", "/usm-json-servlet", "/usm-json",
             "/realtime", "/rt2", "/infostore", "/publications", "/Microsoft-Server-ActiveSync", "/drive",
@@ -197,66 +195,10 @@ def main(argv=None):
         log("FATAL: cannot bind listeners: %s" % exc)
         return 1
 
-    if opts.daemon:
-        rfd, wfd = os.pipe()
-        pid = os.fork()
-        if pid > 0:
-            os.close(wfd)
-            deadline = time.monotonic() + opts.ready_timeout
-            import select
-            while time.monotonic() < deadline:
-                ready, _, _ = select.select([rfd], [], [], max(0.0, deadline - time.monotonic()))
-                if ready:
-                    data = os.read(rfd, 16)
-                    if data.startswith(b"R"):
-                        return 0
-                    break
-            log("FATAL: middleware did not become ready within %.0fs" % opts.ready_timeout)
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except OSError:
-                pass
-            return 1
-        os.close(rfd)
-        os.setsid()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 0)
-        try:
-            os.makedirs(os.path.dirname(opts.logfile) or ".", exist_ok=True)
-            logfd = os.open(opts.logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        except OSError:
-            logfd = devnull
-        os.dup2(logfd, 1)
-        os.dup2(logfd, 2)
-        LOG["path"] = None  # stderr now is the log file
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
-    for srv in (httpd, rmid):
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-    if opts.pidfile:
-        tmp = opts.pidfile + ".tmp"
-        with open(tmp, "w") as fh:
-            fh.write("%d\n" % os.getpid())
-        os.replace(tmp, opts.pidfile)
-    log("started: server %s route %s http %s:%d rmi %s:%d" % (
-        settings["server_name"], settings["route"], settings["http_host"], settings["http_port"],
-        settings["rmi_host"], settings["rmi_port"]))
-    if opts.daemon:
-        os.write(wfd, b"R")
-        os.close(wfd)
-    stop.wait()
-    log("stopping")
-    for srv in (httpd, rmid):
-        srv.shutdown()
-        srv.server_close()
-    try:
-        with open(opts.pidfile) as fh:
-            if fh.read().strip() == str(os.getpid()):
-                os.unlink(opts.pidfile)
-    except OSError:
-        pass
-    return 0
+    return daemon.serve([httpd, rmid], opts, log, LOG, "middleware",
+                        "started: server %s route %s http %s:%d rmi %s:%d" % (
+                            settings["server_name"], settings["route"], settings["http_host"],
+                            settings["http_port"], settings["rmi_host"], settings["rmi_port"]))
 
 
 if __name__ == "__main__":
