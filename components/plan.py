@@ -96,6 +96,14 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[d
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}, secret
 
 
+# What AWS's data sources answer where nothing reaches AWS: the plan, and the unit tests' mocks.
+AWS_LOOKUPS = {
+    "aws:ec2/getAmi:getAmi": {"id": "ami-0debian12", "name": "debian-12-amd64-20260101"},
+    "aws:index/getAvailabilityZones:getAvailabilityZones": {"names": ["eu-central-1a", "eu-central-1b",
+                                                                      "eu-central-1c"]},
+}
+
+
 def _make_mocks(ev: Evaluation):
     import pulumi
     from pulumi.runtime import rpc
@@ -130,11 +138,7 @@ def _make_mocks(ev: Evaluation):
             return f"{args.name}-id", outputs
 
         def call(self, args):
-            if args.token == "aws:ec2/getAmi:getAmi":
-                return {"id": "ami-debian-12", "name": "debian-12-amd64"}
-            if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-                return {"names": ["zone-a", "zone-b", "zone-c"]}
-            return {}
+            return dict(AWS_LOOKUPS.get(args.token, {}))
 
         @staticmethod
         def stdout_of(name: str, script: str) -> str | None:

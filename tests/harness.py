@@ -19,6 +19,8 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 
+from components.plan import AWS_LOOKUPS
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_SIG = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
 SECRET_VALUE = rpc._special_secret_sig
@@ -115,11 +117,7 @@ class UnitMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        if args.token == "aws:ec2/getAmi:getAmi":
-            return {"id": "ami-0debian12", "name": "debian-12-amd64-20260101"}
-        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": ["eu-central-1a", "eu-central-1b", "eu-central-1c"]}
-        return {}
+        return dict(AWS_LOOKUPS.get(args.token, {}))
 
     @staticmethod
     def stdout_of(name: str, inputs: dict) -> str:
