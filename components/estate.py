@@ -10,20 +10,22 @@ and waits only for what it needs.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 
 from .baseline import HostBaseline
-from .config import EstateConfig, ProviderKind
+from .config import EstateConfig, FilestoreSpec, ProviderKind
 from .dbproxy import ConverterProxy, ReadWriteSplit
 from .docconverter import ConverterNode, DocumentConverterArgs, DocumentConverterNodes
-from .filestore import NfsFilestore
+from .filestore import NfsFilestore, NfsFilestoreArgs
 from .firewall import HostFirewall, HostFirewallArgs
 from .floating import FloatingAddress, FloatingAddressArgs
-from .frontend import ApacheFrontend, Backend, Converters
+from .frontend import ApacheFrontend, ApacheFrontendArgs, Backend, Converters
 from .galera import GaleraCluster
 from .gtid import GtidPair
 from .hosts import provision_hosts
-from .middleware import ConfigdbEndpoints, OXMiddlewareGroup
+from .middleware import ConfigdbEndpoints, OXMiddlewareGroup, OXMiddlewareGroupArgs, OXNode
 from .mwrestart import MiddlewareRestarts
 from .registration import OXRegistration, UserDb
 from .secrets import stack_secrets
@@ -80,12 +82,11 @@ class Estate(pulumi.ComponentResource):
         if cfg.middleware:
             databases_ready = [r for tier in (self.galera, self.db_proxy, self.gtid, self.gtid_vip, self.standalone)
                                if tier for r in tier.ready]
-            self.middleware = OXMiddlewareGroup(f"{name}-mw", cfg, self.hosts, self._configdb(db.configdb, db.userdbs),
-                                                self.secrets, databases_ready, child)
+            self.middleware = OXMiddlewareGroup(f"{name}-mw", self._middleware_args(
+                cfg, self._configdb(db.configdb, db.userdbs), databases_ready), child)
             filestore_ready: list[pulumi.Resource] = []
             if cfg.filestore and cfg.filestore.server:
-                self.filestore = NfsFilestore(f"{name}-fs", cfg, self.hosts[cfg.filestore.server], mw_hosts,
-                                              self.middleware.users, child)
+                self.filestore = NfsFilestore(f"{name}-fs", self._filestore_args(cfg, mw_hosts), child)
                 filestore_ready = self.filestore.ready
             if cfg.frontend:
                 self.frontend = self._frontend(name, cfg, child)
@@ -151,6 +152,25 @@ class Estate(pulumi.ComponentResource):
             bastion=bastion.address if bastion else None,
             admin_networks=[str(n) for n in cfg.frontend.admin_networks] if cfg.frontend else [])
 
+    def _middleware_args(self, cfg: EstateConfig, configdb: ConfigdbEndpoints,
+                         databases_ready: list[pulumi.Resource]) -> OXMiddlewareGroupArgs:
+        mw = cfg.middleware
+        fs = cfg.filestore or FilestoreSpec(server=mw.nodes[0].host)  # the ids, when there is no filestore
+        return OXMiddlewareGroupArgs(
+            nodes=[OXNode(self.hosts[n.host], n.jkroute, n.role, n.drained) for n in mw.nodes],
+            configdb=configdb, secrets=self.secrets, depends_on=databases_ready, cluster_name=mw.cluster_name,
+            server_name=mw.server_name, servermemory_mb=mw.servermemory_mb, appsuite_version=cfg.versions.appsuite,
+            package_source=mw.package_source, repository_url=mw.repository_url or "",
+            repository_user=mw.repository_user or "", uid=fs.uid, gid=fs.gid,
+            document_converters=cfg.document_converter is not None)
+
+    def _filestore_args(self, cfg: EstateConfig, mw_hosts: list) -> NfsFilestoreArgs:
+        fs = cfg.filestore
+        return NfsFilestoreArgs(
+            server=self.hosts[fs.server], clients=mw_hosts, client_ready=self.middleware.users,
+            export_path=fs.export_path, mount_path=fs.mount_path, uid=fs.uid, gid=fs.gid,
+            implementation=fs.implementation, client_mount=fs.client_mount)
+
     def _frontend(self, name: str, cfg: EstateConfig, child: pulumi.ResourceOptions) -> ApacheFrontend:
         """Apache in front of the middleware's backend nodes: on its own hosts, or on those nodes;
         and in front of the document converters, for the middleware nodes only."""
@@ -159,7 +179,8 @@ class Estate(pulumi.ComponentResource):
         if self.converters:
             converters = Converters(self.converters.members, [self.hosts[n.host].address for n in cfg.middleware.nodes])
             ready = [*ready, *self.converters.ready]
-        return ApacheFrontend(f"{name}-web", cfg, self._web_hosts(cfg), backends, ready, child, converters=converters)
+        return ApacheFrontend(f"{name}-web", frontend_args(cfg, self._web_hosts(cfg), backends, ready, converters),
+                              child)
 
     def _web_hosts(self, cfg: EstateConfig) -> list:
         """The frontend hosts: their own, or in colocated mode the middleware's backend nodes."""
@@ -201,3 +222,14 @@ class Estate(pulumi.ComponentResource):
         if topology == "gtid":
             return UserDb("oxdb_gtid", self._gtid_write_host, self.gtid.slave_address)
         return UserDb("oxdb_standalone", self.standalone.address, None)
+
+
+def frontend_args(cfg: EstateConfig, web_hosts: list, backends: list[Backend], depends_on: list[pulumi.Resource],
+                  converters: Converters | None = None) -> ApacheFrontendArgs:
+    """The frontend section, and each backend drained as middleware.nodes[].drained says."""
+    fe = cfg.frontend
+    drained = {n.host for n in cfg.middleware.nodes if n.drained} if cfg.middleware else set()
+    return ApacheFrontendArgs(
+        web_hosts=web_hosts, backends=[replace(b, drained=b.name in drained) for b in backends],
+        depends_on=depends_on, colocated=fe.mode == "colocated", admin_networks=[str(n) for n in fe.admin_networks],
+        max_connections=fe.max_connections, converters=converters)

@@ -12,12 +12,26 @@ Creates:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 
-from .config import EstateConfig
 from .hosts import Host
 from .remote import phase_steps
 from .render import render
+
+
+@dataclass(frozen=True)
+class NfsFilestoreArgs:
+    server: Host  # exports the filestore
+    clients: list[Host]  # the middleware nodes: each mounts it
+    client_ready: dict[str, pulumi.Resource]  # client -> its open-xchange user step (owner of the files)
+    export_path: str = "/var/opt/filestore"
+    mount_path: str = "/var/opt/filestore"
+    uid: int = 2001  # open-xchange's, the same on every host
+    gid: int = 2001
+    implementation: str = "kernel"  # nfs-kernel-server, or "ganesha"
+    client_mount: str = "nfs"  # or "preprovisioned": the platform mounts it; the step checks
 
 
 class NfsFilestore(pulumi.ComponentResource):
@@ -27,10 +41,9 @@ class NfsFilestore(pulumi.ComponentResource):
     owner: str  # uid:gid every file on the export belongs to
     ready: list[pulumi.Resource]
 
-    def __init__(self, name: str, cfg: EstateConfig, server: Host, clients: list[Host],
-                 client_ready: dict[str, pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, fs: NfsFilestoreArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:fs:NfsFilestore", name, None, opts)
-        fs = cfg.filestore
+        server, clients = fs.server, fs.clients
         self.path, self.export_path = fs.mount_path, fs.export_path
         self.server_address, self.owner = server.address, f"{fs.uid}:{fs.gid}"
         ids = {"uid": fs.uid, "gid": fs.gid}
@@ -45,7 +58,7 @@ class NfsFilestore(pulumi.ComponentResource):
                         values={"export_path": fs.export_path, "implementation": fs.implementation, "config": config,
                                 "init_script": render("files/nfs-ganesha.init.j2"), **ids})
 
-        mounted = [step(c, "mount", "fs/nfs-client.sh.j2", depends_on=[exported, client_ready[c.name]],
+        mounted = [step(c, "mount", "fs/nfs-client.sh.j2", depends_on=[exported, fs.client_ready[c.name]],
                         values={"client_mount": fs.client_mount, "server": server.address,
                                 "export_path": fs.export_path, "mount_path": fs.mount_path}) for c in clients]
         writer, reader = clients[0], clients[-1]

@@ -29,11 +29,10 @@ middleware hosts themselves: the host's own member is normal and the others are 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 import pulumi
 
-from .config import EstateConfig
 from .hosts import Host
 from .parse import parse_json_line
 from .remote import run_script
@@ -80,6 +79,17 @@ class Backend:
     drained: bool = False  # middleware.nodes[].drained: no new sessions (status N)
 
 
+@dataclass(frozen=True)
+class ApacheFrontendArgs:
+    web_hosts: list[Host]
+    backends: list[Backend]  # in colocated mode the web hosts are these backends' hosts
+    depends_on: list[pulumi.Resource] = field(default_factory=list)  # Apache serves only once these are done
+    colocated: bool = False
+    admin_networks: list[str] = field(default_factory=list)  # the only sources of SOAP and balancer-manager
+    max_connections: int = 8000  # mpm_event: concurrent connections each Apache holds
+    converters: Converters | None = None  # document converter nodes, for the middleware nodes only
+
+
 def mpm_values(max_connections: int) -> dict[str, int]:
     """mpm_event sizing for `max_connections`, rounded up to whole children."""
     server_limit = math.ceil(max_connections / THREADS_PER_CHILD)
@@ -117,23 +127,18 @@ class ApacheFrontend(pulumi.ComponentResource):
     backends: list[Backend]  # the members, each drained as the config says
     started: dict[str, pulumi.Resource]  # web host -> its start step (Apache answers with its config)
 
-    def __init__(self, name: str, cfg: EstateConfig, web_hosts: list[Host], backends: list[Backend],
-                 depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None,
-                 converters: Converters | None = None):
+    def __init__(self, name: str, args: ApacheFrontendArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:web:ApacheFrontend", name, None, opts)
-        fe = cfg.frontend
-        if fe is None:
-            raise ValueError(f"{name}: the stack has no frontend section")
-        if not backends:
+        if not args.backends:
             raise ValueError(f"{name}: an Apache frontend needs at least one backend member")
-        colocated = fe.mode == "colocated"
-        drained = {n.host for n in cfg.middleware.nodes if n.drained} if cfg.middleware else set()
-        self.backends = backends = [replace(b, drained=b.name in drained) for b in backends]
-        self.web_hosts, self.started = list(web_hosts), {}
-        self.admin_networks = admin_networks = [str(n) for n in fe.admin_networks]
-        mpm = render("web/mpm-event.conf.j2", max_connections=fe.max_connections, **mpm_values(fe.max_connections))
+        self.backends = backends = list(args.backends)
+        self.web_hosts, self.started = list(args.web_hosts), {}
+        self.admin_networks = admin_networks = list(args.admin_networks)
+        mpm = render("web/mpm-event.conf.j2", max_connections=args.max_connections,
+                     **mpm_values(args.max_connections))
+        colocated, depends_on, web_hosts = args.colocated, list(args.depends_on), self.web_hosts
 
-        converters = converters or Converters([], [])
+        converters = args.converters or Converters([], [])
         checks = {h.name: self._create_host(name, h, backends, colocated, admin_networks, mpm, depends_on, converters)
                   for h in web_hosts}
         self.status = pulumi.Output.all(*[

@@ -25,11 +25,10 @@ Hazelcast cluster, but is never a frontend backend.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
-from .config import EstateConfig, FilestoreSpec
 from .docconverter import CLIENT_PACKAGES
 from .grants import OX_DB_USER
 from .hosts import Host
@@ -56,6 +55,32 @@ class ConfigdbEndpoints:
     replication_monitor: bool
 
 
+@dataclass(frozen=True)
+class OXNode:
+    host: Host
+    jkroute: str  # unique in the cluster: the route suffix of its JSESSIONID
+    role: str = "backend"  # or "provisioning": in the cluster, never behind the frontends
+    drained: bool = False  # no new sessions at the frontends (components/mwrestart.py)
+
+
+@dataclass(frozen=True)
+class OXMiddlewareGroupArgs:
+    nodes: list[OXNode]  # the first node initializes the configdb
+    configdb: ConfigdbEndpoints
+    secrets: StackSecrets
+    depends_on: list[pulumi.Resource] = field(default_factory=list)  # the databases, ready
+    cluster_name: str = "ox-cluster"  # Hazelcast's group name
+    server_name: str = "oxserver"  # registerserver -n, oxinstaller --servername
+    servermemory_mb: int = 2048
+    appsuite_version: str = "8"
+    package_source: str = "preinstalled"  # or "repository": OX's apt repository
+    repository_url: str = ""
+    repository_user: str = ""  # its password is secrets.ox_repository_password
+    uid: int = 2001  # open-xchange's, as on the filestore
+    gid: int = 2001
+    document_converters: bool = False  # the converter client, through the node's HAProxy
+
+
 class OXMiddlewareGroup(pulumi.ComponentResource):
     nodes: dict[str, Host]
     backends: list[tuple[str, pulumi.Input[str], str]]  # (host, address, jkroute) behind the frontends
@@ -66,40 +91,38 @@ class OXMiddlewareGroup(pulumi.ComponentResource):
     restart_digests: dict[str, pulumi.Output[str]]  # node -> digest of what OX reads only at start
     node_secrets: dict[str, pulumi.Input[str]]  # what a node's steps read on stdin
 
-    def __init__(self, name: str, cfg: EstateConfig, hosts: dict[str, Host], configdb: ConfigdbEndpoints,
-                 secrets: StackSecrets, depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, mw: OXMiddlewareGroupArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:mw:OXMiddlewareGroup", name, None, opts)
-        mw = cfg.middleware
-        self.nodes = {n.host: hosts[n.host] for n in mw.nodes}
-        first = self.nodes[mw.nodes[0].host]
+        configdb, secrets = mw.configdb, mw.secrets
+        self.nodes = {n.host.name: n.host for n in mw.nodes}
+        first = mw.nodes[0].host
         provisioning = [n.host for n in mw.nodes if n.role == "provisioning"]
-        self.admin_host = self.nodes[provisioning[0]] if provisioning else first
-        self.backends = [(n.host, hosts[n.host].address, n.jkroute) for n in mw.nodes if n.role == "backend"]
-        group_password = appsuite_before(cfg.versions.appsuite, (7, 10, 2))
+        self.admin_host = provisioning[0] if provisioning else first
+        self.backends = [(n.host.name, n.host.address, n.jkroute) for n in mw.nodes if n.role == "backend"]
+        group_password = appsuite_before(mw.appsuite_version, (7, 10, 2))
 
         step = phase_steps(name, self)
 
-        fs = cfg.filestore or FilestoreSpec(server=mw.nodes[0].host)  # the ids, when there is no filestore
-        ids = {"uid": fs.uid, "gid": fs.gid}
-        converters = cfg.document_converter is not None
+        ids = {"uid": mw.uid, "gid": mw.gid}
+        converters = mw.document_converters
         packages = OX_PACKAGES + (["open-xchange-sessionstorage-hazelcast"] if len(mw.nodes) > 1 else []) \
             + (CLIENT_PACKAGES if converters else [])
         repo = {"OX_REPOSITORY_PASSWORD": secrets.ox_repository_password} if mw.package_source == "repository" else {}
         prepared, self.users = {}, {}
         for n in mw.nodes:
-            host = self.nodes[n.host]
-            user = self.users[n.host] = step(host, "ox-user", "ox-user.sh.j2", values=ids)
-            prepared[n.host] = step(host, "packages", "mw/ox-packages.sh.j2", secrets=repo, depends_on=[user],
+            host = n.host
+            user = self.users[host.name] = step(host, "ox-user", "ox-user.sh.j2", values=ids)
+            prepared[host.name] = step(host, "packages", "mw/ox-packages.sh.j2", secrets=repo, depends_on=[user],
                                     values={"source": mw.package_source, "packages": packages,
-                                            "repository_url": mw.repository_url or "",
+                                            "repository_url": mw.repository_url,
                                             "repository_host": _url_host(mw.repository_url),
-                                            "repository_user": mw.repository_user or ""})
+                                            "repository_user": mw.repository_user})
 
         endpoints = {"write_host": configdb.write_host, "write_port": configdb.write_port,
                      "db_user": OX_DB_USER, "db_name": CONFIGDB_NAME}
         configdb_ready = step(first, "initconfigdb", "mw/initconfigdb.sh.j2", values=endpoints,
                               secrets={"CONFIGDB_PASSWORD": secrets.configdb_password},
-                              depends_on=[prepared[first.name], *depends_on])
+                              depends_on=[prepared[first.name], *mw.depends_on])
 
         addresses = [h.address for h in self.nodes.values()]
         hazelcast = pulumi.Output.all(*addresses).apply(lambda members: render(
@@ -116,17 +139,17 @@ class OXMiddlewareGroup(pulumi.ComponentResource):
                       "servermemory": mw.servermemory_mb, "hazelcast_group_password": group_password,
                       "replication_monitor": str(configdb.replication_monitor).lower(),
                       "converter_url": CONVERTER_URL if converters else ""}
-            self.configured[n.host] = step(self.nodes[n.host], "configure", "mw/ox-configure.sh.j2",
-                                           secrets=node_secrets, depends_on=[prepared[n.host], configdb_ready],
-                                           values={**values, "hazelcast": hazelcast})
-            self.restart_digests[n.host] = restart_digest(values, multi_node=len(mw.nodes) > 1)
+            self.configured[n.host.name] = step(n.host, "configure", "mw/ox-configure.sh.j2",
+                                                secrets=node_secrets, depends_on=[prepared[n.host.name], configdb_ready],
+                                                values={**values, "hazelcast": hazelcast})
+            self.restart_digests[n.host.name] = restart_digest(values, multi_node=len(mw.nodes) > 1)
         self.ready = [waypoint(f"{name}-ready", first, "every middleware node's configure step",
                                list(self.configured.values()), parent=self)]
         self.configdb_write_host = pulumi.Output.all(configdb.write_host, configdb.write_port).apply(
             lambda hp: f"{hp[0]}:{hp[1]}")
         self.backend_routes = {h: r for h, _, r in self.backends}
-        self.jkroutes = {n.host: n.jkroute for n in mw.nodes}
-        self.drained = [n.host for n in mw.nodes if n.drained]
+        self.jkroutes = {n.host.name: n.jkroute for n in mw.nodes}
+        self.drained = [n.host.name for n in mw.nodes if n.drained]
         self.register_outputs({"backends": self.backend_routes, "configdbWriteHost": self.configdb_write_host,
                                "drained": self.drained})
 

@@ -22,6 +22,7 @@ from pulumi_command import remote
 
 from components import config, mycnf
 from components.frontend import ApacheFrontend, Backend
+from components.estate import frontend_args
 from components.hosts import static_hosts
 from components.parse import parse_context_id, parse_registered_id
 from components.remote import command_line, render_step
@@ -47,7 +48,7 @@ def _frontend(stack_config, **frontend) -> dict[str, str]:
         hosts = static_hosts(cfg, pulumi.Output.secret(cfg.secrets.ssh_private_key.get_secret_value()))
         backends = [Backend(n.host, hosts[n.host].address, n.jkroute) for n in cfg.middleware.nodes]
         ready = remote.Command("mw-ready", connection=hosts["mw1"].connection, create="true")
-        fe = ApacheFrontend("ox-web", cfg, [hosts[n] for n in cfg.frontend.nodes], backends, depends_on=[ready])
+        fe = ApacheFrontend("ox-web", frontend_args(cfg, [hosts[n] for n in cfg.frontend.nodes], backends, [ready]))
         return fe.urls
 
     recording = run_built(program)

@@ -17,6 +17,7 @@ from pulumi_command import remote
 
 from components import config
 from components.frontend import ADMIN_PORT, MANAGER_PORT, MODULES, ApacheFrontend, Backend, mpm_values, members_for, site_config
+from components.estate import frontend_args
 from components.hosts import static_hosts
 from components.render import render
 from harness import Recording, UnitMocks, is_secret, script_of, set_recording_mocks, unwrap
@@ -49,7 +50,7 @@ def _build(cfg) -> tuple[Recording, dict]:
         web = [hosts[n.host] for n in nodes] if cfg.frontend.mode == "colocated" else \
             [hosts[n] for n in cfg.frontend.nodes]
         ready = remote.Command("mw-ready", connection=hosts["mw1"].connection, create="true")
-        fe = ApacheFrontend("ox-web", cfg, web, backends, depends_on=[ready])
+        fe = ApacheFrontend("ox-web", frontend_args(cfg, web, backends, [ready]))
         return pulumi.Output.all(fe.urls, fe.status).apply(lambda v: outputs.update(urls=v[0], status=v[1]))
 
     program()
@@ -298,7 +299,7 @@ def test_mpm_sizing_follows_max_connections():
 def test_a_frontend_without_backends_is_refused(stack_config):
     cfg = _config(stack_config)
     with pytest.raises(ValueError, match="at least one backend"):
-        ApacheFrontend("ox-web", cfg, [], [], depends_on=[])
+        ApacheFrontend("ox-web", frontend_args(cfg, [], [], []))
 
 
 # --- the rendered config against the real apache2 ---------------------------------------------

@@ -15,6 +15,7 @@ import pulumi  # noqa: E402
 
 from components import config  # noqa: E402
 from components.frontend import ApacheFrontend, Backend  # noqa: E402
+from components.estate import frontend_args  # noqa: E402
 from components.hosts import static_hosts  # noqa: E402
 
 cfg = config.load()
@@ -25,7 +26,7 @@ if cfg.frontend.mode == "colocated":
     web_hosts = [hosts[n.host] for n in nodes]
 else:
     web_hosts = [hosts[n] for n in cfg.frontend.nodes]
-frontend = ApacheFrontend("web", cfg, web_hosts, backends, depends_on=[])
+frontend = ApacheFrontend("web", frontend_args(cfg, web_hosts, backends, []))
 
 pulumi.export("frontendUrls", frontend.urls)
 pulumi.export("frontendStatus", frontend.status)
