@@ -27,7 +27,7 @@ from .gtid import GtidPair
 from .hosts import provision_hosts
 from .middleware import ConfigdbEndpoints, OXMiddlewareGroup, OXMiddlewareGroupArgs, OXNode
 from .mwrestart import MiddlewareRestarts
-from .registration import OXRegistration, UserDb
+from .registration import OXRegistration, OXRegistrationArgs, UserDb
 from .secrets import stack_secrets
 from .standalone import StandaloneDb
 
@@ -95,10 +95,14 @@ class Estate(pulumi.ComponentResource):
             if cfg.filestore:  # registration needs a filestore to register
                 # It talks to the admin host's admin daemon: not while the rolling restart restarts it.
                 admin_restarted = self.mw_restarts.restarted[self.middleware.admin_host.name]
-                self.registration = OXRegistration(
-                    f"{name}-registration", cfg, self.middleware.admin_host,
-                    [self._userdb(t) for t in (db.userdbs or [db.configdb])], cfg.filestore.uri,
-                    self.secrets, [*self.middleware.ready, *filestore_ready, admin_restarted], child)
+                self.registration = OXRegistration(f"{name}-registration", OXRegistrationArgs(
+                    admin_host=self.middleware.admin_host,
+                    userdbs=[self._userdb(t) for t in (db.userdbs or [db.configdb])],
+                    filestore_uri=cfg.filestore.uri, secrets=self.secrets,
+                    depends_on=[*self.middleware.ready, *filestore_ready, admin_restarted],
+                    server_name=cfg.middleware.server_name, filestore_size_mb=cfg.filestore.size_mb,
+                    filestore_max_contexts=cfg.filestore.max_contexts,
+                    first_context=cfg.middleware.first_context), child)
             if cfg.frontend and cfg.frontend.floating_address:
                 self.web_vip = FloatingAddress(f"{name}-web-vip", FloatingAddressArgs(
                     cfg.frontend.floating_address, cfg.frontend.vrrp_router_id, self._web_hosts(cfg), "apache",

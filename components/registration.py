@@ -11,11 +11,11 @@ contexts; contexts are never deleted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
-from .config import EstateConfig
+from .config import FirstContext
 from .grants import OX_DB_USER
 from .hosts import Host
 from .parse import parse_context_id, parse_registered_id
@@ -31,15 +31,28 @@ class UserDb:
     read_host: pulumi.Input[str] | None
 
 
+@dataclass(frozen=True)
+class OXRegistrationArgs:
+    admin_host: Host  # where the CLTs run: its admin daemon answers
+    userdbs: list[UserDb]
+    filestore_uri: str  # registerfilestore -t
+    secrets: StackSecrets
+    depends_on: list[pulumi.Resource] = field(default_factory=list)  # the admin daemon, the filestore
+    server_name: str = "oxserver"  # registerserver -n
+    filestore_size_mb: int = 1_000_000  # registerfilestore -s
+    filestore_max_contexts: int = 5000  # registerfilestore -x
+    first_context: FirstContext | None = None  # createcontext, once
+
+
 class OXRegistration(pulumi.ComponentResource):
     server_id: pulumi.Output[int]
     filestore_id: pulumi.Output[int]
     database_ids: pulumi.Output[dict]
     context_id: pulumi.Output[int] | None
 
-    def __init__(self, name: str, cfg: EstateConfig, host: Host, userdbs: list[UserDb], filestore_uri: str,
-                 secrets: StackSecrets, depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: OXRegistrationArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:mw:Registration", name, None, opts)
+        host, secrets = args.admin_host, args.secrets
         admin = {"OX_ADMIN_MASTER_PASSWORD": secrets.ox_admin_master_password}
 
         def step(phase: str, template: str, parse, undo: tuple[str, str, str] | None = None,
@@ -53,23 +66,22 @@ class OXRegistration(pulumi.ComponentResource):
             command = run_script(step_name, host, f"mw/{template}", parent=self, **kw)
             return command, command.stdout.apply(lambda out: parse(step_name, out))
 
-        server_name = cfg.middleware.server_name
+        server_name = args.server_name
         server, self.server_id = step(
             "server", "register-server.sh.j2", lambda s, o: parse_registered_id(s, o, "server"),
-            values={"name": server_name}, secrets=admin, depends_on=depends_on,
+            values={"name": server_name}, secrets=admin, depends_on=args.depends_on,
             undo=("server", "name", server_name))
 
-        uri = filestore_uri
+        uri = args.filestore_uri
         filestore, self.filestore_id = step(
             "filestore", "register-filestore.sh.j2", lambda s, o: parse_registered_id(s, o, "filestore"),
-            values={"uri": uri, "size_mb": cfg.filestore.size_mb,
-                    "max_contexts": cfg.filestore.max_contexts},
+            values={"uri": uri, "size_mb": args.filestore_size_mb, "max_contexts": args.filestore_max_contexts},
             secrets=admin, depends_on=[server], undo=("filestore", "uri", uri))
 
         db_secrets = {**admin, "CONFIGDB_PASSWORD": secrets.configdb_password}
         ids: dict[str, pulumi.Output[int]] = {}
         last = filestore
-        for db in userdbs:
+        for db in args.userdbs:
             master, master_id = self._database(step, db.name, db.write_host, None, db_secrets, [last])
             ids[db.name] = master_id
             last = master
@@ -79,7 +91,7 @@ class OXRegistration(pulumi.ComponentResource):
         self.database_ids = pulumi.Output.all(**ids) if ids else pulumi.Output.from_input({})
 
         self.context_id = None
-        first = cfg.middleware.first_context
+        first = args.first_context
         if first:
             _, self.context_id = step(
                 "context", "create-context.sh.j2", parse_context_id, depends_on=[last],
