@@ -5,6 +5,7 @@ per Galera cluster in each middleware node's one haproxy.cfg."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import zlib
@@ -15,7 +16,10 @@ from hypothesis import strategies as st
 
 from components import config
 from components.config import ConfigError, DatabaseSpec, DbTopology, NamedGaleraSpec, parse
+from components.dbproxy import ProxiedCluster, listener_values
+from components.render import Rendered
 from harness import UnitMocks, run_program, script_of, unwrap
+from test_changes_take_effect import HAPROXY_FAKES, HAPROXY_INIT, Box, _fake, needs_root
 
 SECRET = {"sshPrivateKey"}
 HOSTS = ["a1", "a2", "a3", "b1", "b2", "b3", "c1", "c2", "d1", "d2", "s1", "mw1", "mw2", "nfs1", "web1"]
@@ -197,6 +201,39 @@ def test_the_several_cluster_haproxy_cfg_passes_haproxy_c(recording, mw, tmp_pat
                             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     assert result.returncode == 0, result.stderr + result.stdout
     assert len(re.findall(r"^listen mysql-(?:read|write)-", cfg, re.M)) == 4
+
+
+@needs_root
+def test_the_haproxy_step_waits_for_each_clusters_writer_and_reports_each(tmp_path):
+    """The step, run with the real bash on fakes: one writer per cluster, totals and per cluster."""
+    box = Box(tmp_path)
+    stat = "".join(f"{listener},{node},,,,,,,,,,,,,,,,UP\\n" for listener, nodes in (
+        ("mysql-read-cfgdb", "a1 a2 a3"), ("mysql-write-cfgdb", "a1"), ("mysql-read-users-a", "b1 b2"),
+        ("mysql-write-users-a", "b2")) for node in nodes.split())
+    for name, text in {**HAPROXY_FAKES, "socat": f"printf '{stat}'\n"}.items():
+        _fake(box.bin / name, text)
+    _fake(box.etc / "init.d" / "haproxy", HAPROXY_INIT)
+    clusters = [listener_values(ProxiedCluster(n, [], r, r + 1)) for n, r in (("cfgdb", 24000), ("users-a", 4406))]
+    result = box.run("mw/haproxy.sh.j2", {"config": Rendered("global\n"), "clusters": clusters},
+                     step="ox-dbproxy-mw1-haproxy", host="mw1")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"host": "mw1", "writers": 2, "readers": 5, "clusters": {
+        "cfgdb": {"writers": 1, "readers": 3}, "users-a": {"writers": 1, "readers": 2}}}
+
+
+@needs_root
+def test_the_haproxy_step_fails_naming_the_cluster_without_a_writer(tmp_path):
+    box = Box(tmp_path)
+    stat = "mysql-write-cfgdb,a1,,,,,,,,,,,,,,,,UP\\nmysql-write-users-a,b1,,,,,,,,,,,,,,,,DOWN\\n"
+    for name, text in {**HAPROXY_FAKES, "socat": f"printf '{stat}'\n", "sleep": "exit 0\n"}.items():
+        _fake(box.bin / name, text)
+    _fake(box.etc / "init.d" / "haproxy", HAPROXY_INIT)
+    clusters = [listener_values(ProxiedCluster(n, [], r, r + 1)) for n, r in (("cfgdb", 24000), ("users-a", 4406))]
+    result = box.run("mw/haproxy.sh.j2", {"config": Rendered("global\n"), "clusters": clusters},
+                     step="ox-dbproxy-mw1-haproxy", host="mw1")
+    assert result.returncode != 0
+    assert "step ox-dbproxy-mw1-haproxy on mw1" in result.stderr
+    assert "exactly one Galera writer UP in mysql-write-users-a" in result.stderr
 
 
 # --- ports: fixed by config or derived from the name alone -----------------------------------
