@@ -1,7 +1,8 @@
 """Estate: wires one stack's components together.
 
-hosts -> firewall (static hosts) -> baseline -> databases (Galera, GTID pair, standalone) ->
-read/write split (HAProxy on the middleware nodes, with the converter listener where there are
+hosts -> firewall (static hosts) -> baseline -> databases (each named Galera cluster and GTID pair,
+the standalone server; each from its own typed args) -> read/write split (one HAProxy per
+middleware node, a read/write port pair per Galera cluster, with the converter listener where there are
 document converters) -> middleware -> filestore mounts -> registration -> frontends, which also
 wait for the document converter nodes (configured in parallel with the rest). A floating address (keepalived) follows the tier it fronts: the GTID
 pair's before anything uses the pair, the frontends' after them. Each tier takes the hosts and the outputs of the tiers it depends on,
