@@ -21,7 +21,7 @@ import pulumi
 
 from .config import EstateConfig, Role
 from .hosts import Host
-from . import mariadb
+from . import mariadb, mycnf
 from .parse import parse_facts
 from .remote import behind, run_script, waypoint
 from .render import render
@@ -31,10 +31,11 @@ def packages_for(cfg: EstateConfig, host: str, roles: frozenset[Role]) -> list[s
     before anything is installed (null when missing)."""
     packages: set[str] = set()
     if Role.DB in roles:
-        packages.update(mariadb.packages(cfg, galera=bool(cfg.database.galera and host in cfg.database.galera.nodes)))
+        galera = any(host in t.spec.nodes for t in cfg.database.of_kind("galera"))
+        packages.update(mariadb.packages(mycnf.release_of(cfg), galera=galera))
     if Role.MW in roles:
         packages.add("mariadb-client")  # initconfigdb and its probe
-        if (cfg.database and cfg.database.galera) or cfg.document_converter:  # components/dbproxy.py
+        if (cfg.database and cfg.database.of_kind("galera")) or cfg.document_converter:  # components/dbproxy.py
             packages.update(["haproxy", "socat"])
     if Role.WEB in roles:
         packages.add("apache2")

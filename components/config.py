@@ -12,15 +12,18 @@ duplicates, roles) live in `_cross_checks`, which reports a key path per problem
 from __future__ import annotations
 
 import json
+import zlib
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator,
+                      model_validator)
 
 from pydantic.alias_generators import to_camel
 
 from .config_checks import cross_checks, role_references
 from .config_fields import (  # noqa: F401 (ProviderKind, Role: components import them from here)
-    MAX_DEPTH, MAX_LIST, NAMESPACE, Address, Bool, Cidr, ConvergeToken, DataDir, DottedVersion, Email,
+    MAX_DEPTH, MAX_LIST, NAMESPACE, Address, Bool, Cidr, ConvergeToken, DataDir, DbName, DottedVersion, Email,
     FloatingAddress, GaleraClusterName, GcacheSize, HostName, HostOrAddress, HostRef, InstanceType, Int, JkRoute,
     LoginMapping, ObjectName, Port,
     ProviderKind, RepositoryUrl, RepositoryUser, Role, S3Uri, ServerId, SqlMode, SubnetId, Token, TrustedCidr,
@@ -116,6 +119,10 @@ class GaleraSpec(_Model):
     # Galera's write-set cache (gcache.size): a node that was away for less than it holds rejoins
     # by IST instead of a full SST. Read at start only: a change restarts the nodes one at a time.
     gcache_size: GcacheSize = "128M"
+    # HAProxy's loopback ports for this cluster on every middleware node (both or neither). Default:
+    # 3306/3307 for the cluster named `galera`, otherwise derived from the name (DatabaseSpec.proxy_ports).
+    read_port: Port | None = None
+    write_port: Port | None = None
 
     @field_validator("nodes")
     @classmethod
@@ -124,6 +131,18 @@ class GaleraSpec(_Model):
         if len(v) < 3 or len(v) % 2 == 0:
             raise ValueError(f"a Galera cluster needs an odd number of nodes, at least 3 (got {len(v)})")
         return v
+
+
+class NamedGaleraSpec(GaleraSpec):
+    """A Galera cluster of database.galeraClusters; its wsrep cluster name defaults to its name."""
+    name: DbName
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cluster_name_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "clusterName" not in data and "cluster_name" not in data and "name" in data:
+            return {**data, "clusterName": data["name"]}
+        return data
 
 
 class GtidMember(_Model):
@@ -154,12 +173,37 @@ class GtidSpec(_Model):
         return (2 if master != 2 else 3) if self.mode == "master-master" else master
 
 
+class NamedGtidSpec(GtidSpec):
+    """A GTID pair of database.gtidPairs."""
+    name: DbName
+
+
 class StandaloneSpec(_Model):
     host: HostRef
     server_id: ServerId = 1
 
 
-TopologyName = Literal["galera", "gtid", "standalone"]
+# What the single-topology keys are named: database.galera, database.gtid, database.standalone.
+GALERA, GTID, STANDALONE = "galera", "gtid", "standalone"
+# HAProxy's ports for the cluster named `galera` (oxpedia "HAproxy": reads 3306, writes 3307). Other
+# clusters get a pair derived from their name alone, so adding or removing a cluster moves no
+# other cluster's ports; two names that land on one pair are refused (config_checks), never moved.
+GALERA_PORTS = (3306, 3307)
+DERIVED_PORT_BASE, DERIVED_PORT_PAIRS = 23306, 1000
+
+
+@dataclass(frozen=True)
+class DbTopology:
+    """One database topology of the estate, whichever key configured it."""
+    name: str
+    kind: Literal["galera", "gtid", "standalone"]
+    path: str  # its key path, for errors: database.galera, database.galeraClusters[1], ...
+    spec: GaleraSpec | GtidSpec | StandaloneSpec
+
+    @property
+    def ox_name(self) -> str:
+        """The name OX registers it under (registerdatabase -n): oxdb_galera, oxdb_users_a."""
+        return "oxdb_" + self.name.replace("-", "_")
 
 
 class DbTuning(_Model):
@@ -172,12 +216,47 @@ class DbTuning(_Model):
 
 
 class DatabaseSpec(_Model):
-    galera: GaleraSpec | None = None
-    gtid: GtidSpec | None = None
-    standalone: StandaloneSpec | None = None
-    configdb: TopologyName
-    userdbs: list[TopologyName] = Field(default_factory=list, max_length=3)  # empty: the configdb cluster also holds userdbs
+    galera: GaleraSpec | None = None  # the Galera cluster named `galera`
+    gtid: GtidSpec | None = None  # the GTID pair named `gtid`
+    standalone: StandaloneSpec | None = None  # named `standalone`
+    galera_clusters: list[NamedGaleraSpec] = Field(default_factory=list, max_length=32)
+    gtid_pairs: list[NamedGtidSpec] = Field(default_factory=list, max_length=32)
+    configdb: DbName  # the name of the topology that holds the configdb
+    userdbs: list[DbName] = Field(default_factory=list, max_length=64)  # empty: the configdb's topology also holds userdbs
     tuning: DbTuning = DbTuning()
+
+    def topologies(self) -> list[DbTopology]:
+        """Every database topology, the single-key ones under their fixed names, in config order."""
+        found = [DbTopology(GALERA, "galera", "database.galera", self.galera)] if self.galera else []
+        found += [DbTopology(g.name, "galera", f"database.galeraClusters[{i}]", g)
+                  for i, g in enumerate(self.galera_clusters)]
+        found += [DbTopology(GTID, "gtid", "database.gtid", self.gtid)] if self.gtid else []
+        found += [DbTopology(p.name, "gtid", f"database.gtidPairs[{i}]", p) for i, p in enumerate(self.gtid_pairs)]
+        found += [DbTopology(STANDALONE, "standalone", "database.standalone", self.standalone)] if self.standalone else []
+        return found
+
+    def of_kind(self, kind: str) -> list[DbTopology]:
+        return [t for t in self.topologies() if t.kind == kind]
+
+    def named(self, name: str) -> DbTopology | None:
+        return next((t for t in self.topologies() if t.name == name), None)
+
+    @property
+    def used(self) -> list[str]:
+        """The topologies OX uses: the configdb's, then the userdbs (the configdb's when none is named)."""
+        return list(dict.fromkeys([self.configdb, *(self.userdbs or [self.configdb])]))
+
+    @staticmethod
+    def proxy_ports(topology: DbTopology) -> tuple[int, int]:
+        """A Galera cluster's HAProxy (read, write) ports: configured, 3306/3307 for `galera`, or
+        derived from its name alone (crc32: the same on every run and machine)."""
+        spec = topology.spec
+        if spec.read_port is not None and spec.write_port is not None:
+            return spec.read_port, spec.write_port
+        if topology.name == GALERA:
+            return GALERA_PORTS
+        read = DERIVED_PORT_BASE + 2 * (zlib.crc32(topology.name.encode()) % DERIVED_PORT_PAIRS)
+        return read, read + 1
 
 
 # --- middleware, frontend, filestore -------------------------------------------------------

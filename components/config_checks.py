@@ -22,13 +22,13 @@ Problems = list[tuple[str, str]]
 def role_references(cfg: EstateConfig) -> dict[Role, list[tuple[str, str]]]:
     """Every host reference in the config, by role, as (key path, host name)."""
     refs: dict[Role, list[tuple[str, str]]] = {role: [] for role in Role}
-    db = cfg.database
-    if db and db.galera:
-        refs[Role.DB] += [(f"database.galera.nodes[{i}]", n) for i, n in enumerate(db.galera.nodes)]
-    if db and db.gtid:
-        refs[Role.DB] += [(f"database.gtid.{side}.host", getattr(db.gtid, side).host) for side in ("master", "slave")]
-    if db and db.standalone:
-        refs[Role.DB].append(("database.standalone.host", db.standalone.host))
+    for t in cfg.database.topologies() if cfg.database else []:
+        if t.kind == "galera":
+            refs[Role.DB] += [(f"{t.path}.nodes[{i}]", n) for i, n in enumerate(t.spec.nodes)]
+        elif t.kind == "gtid":
+            refs[Role.DB] += [(f"{t.path}.{side}.host", getattr(t.spec, side).host) for side in ("master", "slave")]
+        else:
+            refs[Role.DB].append((f"{t.path}.host", t.spec.host))
     if cfg.middleware:
         refs[Role.MW] += [(f"middleware.nodes[{i}].host", n.host) for i, n in enumerate(cfg.middleware.nodes)]
     if cfg.frontend:
@@ -141,27 +141,22 @@ def _database_checks(cfg: EstateConfig) -> Problems:
         return problems
 
     spec = cfg.database
-    if spec.galera and spec.galera.force_bootstrap_node is not None \
-            and spec.galera.force_bootstrap_node not in spec.galera.nodes:
-        problems.append(("database.galera.forceBootstrapNode",
-                         f"'{spec.galera.force_bootstrap_node}' is not one of database.galera.nodes "
-                         f"({', '.join(spec.galera.nodes)})"))
-    for path, name in [("database.configdb", spec.configdb)] + [
-        (f"database.userdbs[{i}]", n) for i, n in enumerate(spec.userdbs)
-    ]:
-        if getattr(spec, name) is None:
-            problems.append((path, f"'{name}' is named but database.{name} is not configured"))
-    for path, name in duplicates([(f"database.userdbs[{i}]", n) for i, n in enumerate(spec.userdbs)]):
-        problems.append((path, f"'{name}' is listed twice: OX would register the same database twice"))
-    if spec.gtid and spec.gtid.master.server_id == spec.gtid.slave.server_id:
-        problems.append(("database.gtid.slave.serverId",
-                         f"server-id {spec.gtid.slave.server_id} is already the master's; the pair needs distinct ids"))
-    if spec.gtid and spec.gtid.mode == "master-master":
-        master, second = spec.gtid.domain_of(spec.gtid.master), spec.gtid.domain_of(spec.gtid.slave)
-        if master == second:
-            problems.append(("database.gtid.slave.gtidDomainId",
-                             f"both masters would use gtid_domain_id {master}: master-master needs a distinct "
-                             "domain per side (one domain breaks replication)"))
+    problems += _topology_names(cfg)
+    for t in spec.of_kind("galera"):
+        force = t.spec.force_bootstrap_node
+        if force is not None and force not in t.spec.nodes:
+            problems.append((f"{t.path}.forceBootstrapNode",
+                             f"'{force}' is not one of {t.path}.nodes ({', '.join(t.spec.nodes)})"))
+    for t in spec.of_kind("gtid"):
+        pair = t.spec
+        if pair.master.server_id == pair.slave.server_id:
+            problems.append((f"{t.path}.slave.serverId",
+                             f"server-id {pair.slave.server_id} is already the master's; the pair needs distinct ids"))
+        if pair.mode == "master-master" and pair.domain_of(pair.master) == pair.domain_of(pair.slave):
+            problems.append((f"{t.path}.slave.gtidDomainId",
+                             f"both masters would use gtid_domain_id {pair.domain_of(pair.master)}: master-master "
+                             "needs a distinct domain per side (one domain breaks replication)"))
+    problems += _proxy_port_checks(cfg)
 
     line = appsuite_line(cfg.versions.appsuite)
     allowed = recommended_sql_mode(db.flavor, db.version, line)
@@ -174,6 +169,84 @@ def _database_checks(cfg: EstateConfig) -> Problems:
             problems.append(("database.tuning.sqlMode",
                              f"{', '.join(bad)} not supported for App Suite {cfg.versions.appsuite} on "
                              f"{db.flavor} {db.version} (allowed: {','.join(allowed)})"))
+    return problems
+
+
+# The estate's own component names (components/estate.py): a topology `<name>` becomes the
+# component `<estate>-<name>`, its floating address `<estate>-<name>-vip`, its read instance
+# `oxdb_<name>_read`; none of these may meet another's.
+_RESERVED_NAMES = ("firewall", "baseline", "dbproxy", "dcproxy", "dc", "mw", "mwroll", "fs", "web", "registration")
+
+
+def _topology_names(cfg: EstateConfig) -> Problems:
+    """Names are unique across kinds, clear of the estate's own names, and every name the configdb
+    and userdbs use exists."""
+    problems: Problems = []
+    spec = cfg.database
+    topologies = spec.topologies()
+    # The single keys first, so a clash is reported on the list entry that repeats their name.
+    named = sorted([(f"{t.path}.name" if t.path.endswith("]") else t.path, t.name) for t in topologies],
+                   key=lambda pn: pn[0].endswith(".name"))
+    for path, name in duplicates(named):
+        first = next(p for p, n in named if n == name)
+        problems.append((path, f"database topology name '{name}' is already {first}'s: each needs its own name"))
+    for path, name in named:
+        word = next((r for r in _RESERVED_NAMES if name == r or name.startswith(f"{r}-")), None)
+        if word:
+            problems.append((path, f"'{name}' would clash with the estate's own '{word}' resources: choose "
+                                   "another name"))
+        elif name.endswith(("-read", "-vip")):
+            problems.append((path, f"'{name}' ends like the names of another topology's read instance or "
+                                   "floating address: choose another name"))
+    galera_names = [(f"{t.path}.clusterName", t.spec.cluster_name) for t in spec.of_kind("galera")]
+    for path, cluster in duplicates(galera_names):
+        problems.append((path, f"wsrep cluster name '{cluster}' is already another Galera cluster's: a node given "
+                               "the wrong peers could join it (set clusterName)"))
+    known = {t.name for t in topologies}
+    for path, name in [("database.configdb", spec.configdb)] + [
+        (f"database.userdbs[{i}]", n) for i, n in enumerate(spec.userdbs)
+    ]:
+        if name in known:
+            continue
+        if name in ("galera", "gtid", "standalone"):
+            problems.append((path, f"'{name}' is named but database.{name} is not configured"))
+        else:
+            problems.append((path, f"'{name}' names no database topology (configured: "
+                                   f"{', '.join(sorted(known)) or 'none'})"))
+    for path, name in duplicates([(f"database.userdbs[{i}]", n) for i, n in enumerate(spec.userdbs)]):
+        problems.append((path, f"'{name}' is listed twice: OX would register the same database twice"))
+    return problems
+
+
+# Loopback ports an OX node already uses (components/ports.py): HAProxy may not take them.
+_MW_LOCAL_PORTS = {8008: "the document converter listener", 8009: "OX's HTTP connector",
+                   1099: "OX's RMI admin port", 5701: "Hazelcast"}
+
+
+def _proxy_port_checks(cfg: EstateConfig) -> Problems:
+    """Each Galera cluster's HAProxy read/write ports on every middleware node: both or neither set,
+    distinct, and clear of every other cluster's and of what the node already runs."""
+    problems: Problems = []
+    taken: dict[int, str] = {}
+    for t in cfg.database.of_kind("galera"):
+        if (t.spec.read_port is None) != (t.spec.write_port is None):
+            missing = "writePort" if t.spec.write_port is None else "readPort"
+            problems.append((f"{t.path}.{missing}", "set both readPort and writePort, or neither (then they are "
+                                                    "derived from the cluster's name)"))
+            continue
+        read, write = cfg.database.proxy_ports(t)
+        configured = t.spec.read_port is not None
+        for key, port in (("readPort", read), ("writePort", write)):
+            where = f"{t.path}.{key}"
+            how = "" if configured else f" (derived from the name '{t.name}')"
+            if port in _MW_LOCAL_PORTS:
+                problems.append((where, f"HAProxy port {port}{how} is {_MW_LOCAL_PORTS[port]} on the middleware "
+                                        f"nodes: set {t.path}.readPort and writePort to a free pair"))
+            elif port in taken:
+                problems.append((where, f"HAProxy port {port}{how} is already {taken[port]}: set {t.path}.readPort "
+                                        "and writePort to a free pair"))
+            else:
+                taken[port] = f"{t.path}.{key}" + ("" if configured else f" (derived from '{t.name}')")
     return problems
 
 
@@ -206,8 +279,8 @@ def _middleware_checks(cfg: EstateConfig) -> Problems:
                                  "'preinstalled': nothing would use it (set packageSource: repository)"))
     if cfg.database is None:
         problems.append(("middleware", "middleware needs a database section for its configdb"))
-    elif cfg.database.galera:
-        # Each middleware node's HAProxy listens on 127.0.0.1:3306/3307 for the Galera cluster.
+    elif any(3306 in cfg.database.proxy_ports(t) for t in cfg.database.of_kind("galera")):
+        # This node's HAProxy listens on 127.0.0.1:3306 for a Galera cluster (`galera`'s default).
         db_hosts = {name for _, name in role_references(cfg)[Role.DB]}
         for i, node in enumerate(mw.nodes):
             if node.host in db_hosts:
@@ -296,10 +369,9 @@ def floating_groups(cfg: EstateConfig) -> list[tuple[str, str, int, list[str]]]:
     """The floating addresses configured, as (key path, address/prefix, VRRP router id, the host
     names that share it): the GTID masters, and the frontends (dedicated nodes or colocated backends)."""
     groups = []
-    db = cfg.database
-    if db and db.gtid and db.gtid.floating_address:
-        groups.append(("database.gtid", db.gtid.floating_address, db.gtid.vrrp_router_id,
-                       [db.gtid.master.host, db.gtid.slave.host]))
+    for t in cfg.database.of_kind("gtid") if cfg.database else []:
+        if t.spec.floating_address:
+            groups.append((t.path, t.spec.floating_address, t.spec.vrrp_router_id, [t.spec.master.host, t.spec.slave.host]))
     fe = cfg.frontend
     if fe and fe.floating_address:
         hosts = (list(fe.nodes) if fe.mode == "dedicated" else
@@ -312,10 +384,10 @@ def _floating_checks(cfg: EstateConfig) -> Problems:
     """keepalived moves an address between hosts on one layer-2 network: each address lies in its
     peers' network, belongs to no host, and each group has its own address and VRRP router id."""
     problems: Problems = []
-    db = cfg.database
-    if db and db.gtid and db.gtid.floating_address and db.gtid.mode != "master-master":
-        problems.append(("database.gtid.floatingAddress", "a floating write address needs mode master-master "
-                         "(a slave is read-only: moving the address to it would stop every write)"))
+    for t in cfg.database.of_kind("gtid") if cfg.database else []:
+        if t.spec.floating_address and t.spec.mode != "master-master":
+            problems.append((f"{t.path}.floatingAddress", "a floating write address needs mode master-master "
+                             "(a slave is read-only: moving the address to it would stop every write)"))
     groups = floating_groups(cfg)
     if groups and cfg.provider == ProviderKind.AWS:
         for path, *_ in groups:
@@ -337,13 +409,14 @@ def _floating_checks(cfg: EstateConfig) -> Problems:
             if name in addresses and ipaddress.IPv4Address(addresses[name]) not in interface.network:
                 problems.append((key, f"host '{name}' ({addresses[name]}) is not in {interface.network}: the "
                                       "address can only move between hosts on its network"))
-    for (path, floating, router_id, hosts), (path2, floating2, router_id2, hosts2) in zip(groups, groups[1:]):
-        if ipaddress.IPv4Interface(floating).ip == ipaddress.IPv4Interface(floating2).ip:
-            problems.append((f"{path2}.floatingAddress", f"{floating2} is already {path}.floatingAddress"))
-        if router_id == router_id2:
-            problems.append((f"{path2}.vrrpRouterId", f"VRRP router id {router_id2} is already {path}'s: two "
-                             "groups on one network with one id take each other's adverts"))
-        for name in sorted(set(hosts) & set(hosts2)):
-            problems.append((f"{path2}.floatingAddress", f"host '{name}' would hold both floating addresses "
-                             "(one keepalived per host): put the GTID pair and the frontends on different hosts"))
+    for i, (path2, floating2, router_id2, hosts2) in enumerate(groups):  # each against every earlier group
+        for path, floating, router_id, hosts in groups[:i]:
+            if ipaddress.IPv4Interface(floating).ip == ipaddress.IPv4Interface(floating2).ip:
+                problems.append((f"{path2}.floatingAddress", f"{floating2} is already {path}.floatingAddress"))
+            if router_id == router_id2:
+                problems.append((f"{path2}.vrrpRouterId", f"VRRP router id {router_id2} is already {path}'s: two "
+                                 "groups on one network with one id take each other's adverts"))
+            for name in sorted(set(hosts) & set(hosts2)):
+                problems.append((f"{path2}.floatingAddress", f"host '{name}' would hold both floating addresses "
+                                 "(one keepalived per host): put the GTID pair and the frontends on different hosts"))
     return problems

@@ -147,6 +147,10 @@ JkRoute = Text(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", "a valid route token: use 1-32
                "(no dots: the route is what follows the first dot of JSESSIONID)")
 # No value starts with '-': written as an argument, it would read as an option.
 Token = Text(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}", "1-64 letters, digits, '-' or '_' (not starting with '-')")
+# A database topology's name (database.galeraClusters[].name, gtidPairs[].name; configdb and
+# userdbs name them): part of its resource names and of its OX database name (oxdb_<name>, '-' as '_').
+DbName = Text(r"(?=.{1,32}$)[a-z][a-z0-9]*(-[a-z0-9]+)*", "a database topology name (1-32 lowercase letters, "
+              "digits and single '-' between them, starting with a letter)")
 GaleraClusterName = Text(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,31}", "1-32 letters, digits, '-' or '_' (not starting with '-')")
 ObjectName = Text(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "1-64 letters, digits, '.', '-' or '_'")
 UnixUser = Text(r"[a-z_][a-z0-9_-]{0,31}", "a Unix user name (lowercase letters, digits, '_' and '-')")

@@ -1,7 +1,8 @@
 """Estate: wires one stack's components together.
 
-hosts -> firewall (static hosts) -> baseline -> databases (Galera, GTID pair, standalone) ->
-read/write split (HAProxy on the middleware nodes, with the converter listener where there are
+hosts -> firewall (static hosts) -> baseline -> databases (each named Galera cluster and GTID pair,
+the standalone server; each from its own typed args) -> read/write split (one HAProxy per
+middleware node, a read/write port pair per Galera cluster, with the converter listener where there are
 document converters) -> middleware -> filestore mounts -> registration -> frontends, which also
 wait for the document converter nodes (configured in parallel with the rest). A floating address (keepalived) follows the tier it fronts: the GTID
 pair's before anything uses the pair, the frontends' after them. Each tier takes the hosts and the outputs of the tiers it depends on,
@@ -14,22 +15,24 @@ from dataclasses import replace
 
 import pulumi
 
+from . import mycnf
 from .baseline import HostBaseline
-from .config import EstateConfig, FilestoreSpec, ProviderKind
-from .dbproxy import ConverterProxy, ReadWriteSplit
+from .config import GALERA, GTID, DbTopology, EstateConfig, FilestoreSpec, ProviderKind
+from .dbproxy import ConverterProxy, ProxiedCluster, ReadWriteSplit, ReadWriteSplitArgs
 from .docconverter import ConverterNode, DocumentConverterArgs, DocumentConverterNodes
 from .filestore import NfsFilestore, NfsFilestoreArgs
 from .firewall import HostFirewall, HostFirewallArgs
 from .floating import FloatingAddress, FloatingAddressArgs
 from .frontend import ApacheFrontend, ApacheFrontendArgs, Backend, Converters
-from .galera import GaleraCluster
-from .gtid import GtidPair
+from .galera import GaleraCluster, GaleraClusterArgs
+from .gtid import GtidPair, GtidPairArgs, GtidServer
 from .hosts import provision_hosts
+from .mariadb import DbPasswords
 from .middleware import ConfigdbEndpoints, OXMiddlewareGroup, OXMiddlewareGroupArgs, OXNode
 from .mwrestart import MiddlewareRestarts
 from .registration import OXRegistration, OXRegistrationArgs, UserDb
 from .secrets import stack_secrets
-from .standalone import StandaloneDb
+from .standalone import StandaloneDb, StandaloneDbArgs
 
 
 class Estate(pulumi.ComponentResource):
@@ -49,41 +52,37 @@ class Estate(pulumi.ComponentResource):
 
         db = cfg.database
         mw_hosts = [self.hosts[n.host] for n in cfg.middleware.nodes] if cfg.middleware else []
-        ox_clients = [h.address for h in mw_hosts]
-        self.galera = self.db_proxy = self.gtid = self.standalone = self.gtid_vip = self.web_vip = None
+        self.db_proxy = self.standalone = self.web_vip = None
+        self.galeras: dict[str, GaleraCluster] = {}
+        self.gtids: dict[str, GtidPair] = {}
+        self.gtid_vips: dict[str, FloatingAddress] = {}
+        self.databases: dict[str, dict] = {}  # the `databases` stack output
         self.converters = self.converter_proxy = None
+        if db:
+            self._databases(name, cfg, baseline.host_facts, [h.address for h in mw_hosts], child)
+        # The single-cluster keys' topologies, for the stack outputs that predate named ones.
+        self.galera, self.gtid, self.gtid_vip = self.galeras.get(GALERA), self.gtids.get(GTID), self.gtid_vips.get(GTID)
         # OX's converter client reaches the converters through its node's HAProxy, round robin over
         # the frontends (components/middleware.py CONVERTER_URL): one HAProxy config per node.
         converter_frontends = self._web_hosts(cfg) if cfg.document_converter else []
-        if db and db.galera:
-            galera_hosts = [self.hosts[n] for n in db.galera.nodes]
-            self.galera = GaleraCluster(f"{name}-galera", cfg, galera_hosts, baseline.host_facts, self.secrets,
-                                        ox_clients, child)
-            if mw_hosts:
-                self.db_proxy = ReadWriteSplit(f"{name}-dbproxy", self.galera, galera_hosts, mw_hosts, child,
-                                               converter_frontends=converter_frontends)
+        if self.galeras and mw_hosts:
+            clusters = [ProxiedCluster(t.name, [self.hosts[n] for n in t.spec.nodes], *db.proxy_ports(t),
+                                       ready=self.galeras[t.name].ready) for t in db.of_kind("galera")]
+            self.db_proxy = ReadWriteSplit(f"{name}-dbproxy", ReadWriteSplitArgs(clusters, mw_hosts, converter_frontends),
+                                           child)
         elif converter_frontends and mw_hosts:
             self.converter_proxy = ConverterProxy(f"{name}-dcproxy", mw_hosts, converter_frontends, child)
         if cfg.document_converter:
             self.converters = DocumentConverterNodes(f"{name}-dc", self._converter_args(cfg), child)
-        if db and db.gtid:
-            self.gtid = GtidPair(f"{name}-gtid", cfg, self.hosts[db.gtid.master.host], self.hosts[db.gtid.slave.host],
-                                 baseline.host_facts, self.secrets, ox_clients, child)
-            if db.gtid.floating_address:  # OX registers and writes to this address, not a master's
-                self.gtid_vip = FloatingAddress(f"{name}-gtid-vip", FloatingAddressArgs(
-                    db.gtid.floating_address, db.gtid.vrrp_router_id,
-                    [self.hosts[db.gtid.master.host], self.hosts[db.gtid.slave.host]], "gtid", self.gtid.ready), child)
-        if db and db.standalone:
-            self.standalone = StandaloneDb(f"{name}-standalone", cfg, self.hosts[db.standalone.host], baseline.host_facts,
-                                           self.secrets, ox_clients, child)
 
         self.middleware = self.filestore = self.registration = self.frontend = None
         self.mw_restarts = None
         if cfg.middleware:
-            databases_ready = [r for tier in (self.galera, self.db_proxy, self.gtid, self.gtid_vip, self.standalone)
-                               if tier for r in tier.ready]
+            tiers = [*self.galeras.values(), self.db_proxy, *self.gtids.values(), *self.gtid_vips.values(),
+                     self.standalone]
+            databases_ready = [r for tier in tiers if tier for r in tier.ready]
             self.middleware = OXMiddlewareGroup(f"{name}-mw", self._middleware_args(
-                cfg, self._configdb(db.configdb, db.userdbs), databases_ready), child)
+                cfg, self._configdb(db), databases_ready), child)
             filestore_ready: list[pulumi.Resource] = []
             if cfg.filestore and cfg.filestore.server:
                 self.filestore = NfsFilestore(f"{name}-fs", self._filestore_args(cfg, mw_hosts), child)
@@ -97,7 +96,7 @@ class Estate(pulumi.ComponentResource):
                 admin_restarted = self.mw_restarts.restarted[self.middleware.admin_host.name]
                 self.registration = OXRegistration(f"{name}-registration", OXRegistrationArgs(
                     admin_host=self.middleware.admin_host,
-                    userdbs=[self._userdb(t) for t in (db.userdbs or [db.configdb])],
+                    userdbs=[self._userdb(db.named(t)) for t in (db.userdbs or [db.configdb])],
                     filestore_uri=cfg.filestore.uri, secrets=self.secrets,
                     depends_on=[*self.middleware.ready, *filestore_ready, admin_restarted],
                     server_name=cfg.middleware.server_name, filestore_size_mb=cfg.filestore.size_mb,
@@ -121,6 +120,8 @@ class Estate(pulumi.ComponentResource):
                        galeraReadEndpoint=self.galera.read_endpoint, galeraStatus=self.galera.status)
         if self.db_proxy:
             out.update(galeraProxies=self.db_proxy.proxies)
+        if self.databases:
+            out.update(databases=self.databases)
         if self.gtid:
             out.update(gtidMasterAddress=self.gtid.master_address, gtidSlaveAddress=self.gtid.slave_address,
                        gtidReplication=self.gtid.replication)
@@ -202,30 +203,86 @@ class Estate(pulumi.ComponentResource):
             repository_url=mw.repository_url or "", repository_user=mw.repository_user or "",
             repository_password=self.secrets.ox_repository_password if repository else None)
 
-    def _configdb(self, topology: str, userdbs: list[str]) -> ConfigdbEndpoints:
+    def _databases(self, name: str, cfg: EstateConfig, facts: dict, ox_clients: list, child: pulumi.ResourceOptions):
+        """Each database topology as its own component `<estate>-<topology name>` (the single keys'
+        keep `ox-galera`, `ox-gtid`, `ox-standalone`), with its typed args from the stack config."""
+        db, server, s = cfg.database, mycnf.server_settings(cfg), self.secrets
+        passwords = DbPasswords(s.mysql_root_password, s.sst_password, s.replication_password, s.configdb_password)
+        common = {"facts": facts, "passwords": passwords, "ox_clients": ox_clients, "server": server}
+        for t in db.topologies():
+            spec = t.spec
+            if t.kind == "galera":
+                read, write = db.proxy_ports(t)
+                self.galeras[t.name] = GaleraCluster(f"{name}-{t.name}", GaleraClusterArgs(
+                    hosts=[self.hosts[n] for n in spec.nodes], **common, cluster_name=spec.cluster_name,
+                    sst_method=spec.sst_method, gcache_size=spec.gcache_size,
+                    force_bootstrap_node=spec.force_bootstrap_node, read_port=read, write_port=write), child)
+            elif t.kind == "gtid":
+                master, slave = (GtidServer(self.hosts[m.host], m.server_id, spec.domain_of(m))
+                                 for m in (spec.master, spec.slave))
+                pair = self.gtids[t.name] = GtidPair(f"{name}-{t.name}", GtidPairArgs(
+                    master=master, slave=slave, **common, mode=spec.mode), child)
+                if spec.floating_address:  # OX registers and writes to this address, not a master's
+                    self.gtid_vips[t.name] = FloatingAddress(f"{name}-{t.name}-vip", FloatingAddressArgs(
+                        spec.floating_address, spec.vrrp_router_id, [master.host, slave.host], "gtid", pair.ready),
+                        child)
+            else:
+                self.standalone = StandaloneDb(f"{name}-{t.name}", StandaloneDbArgs(
+                    host=self.hosts[spec.host], **common, server_id=spec.server_id), child)
+        self.databases = {t.name: self._database_output(db, t) for t in db.topologies()}
+
+    def _database_output(self, db, t: DbTopology) -> dict[str, pulumi.Input]:
+        """One entry of the `databases` stack output: the same keys for every kind, plus the kind's own."""
+        userdbs = db.userdbs or [db.configdb]
+        out: dict[str, pulumi.Input] = {"kind": t.kind, "configdb": db.configdb == t.name,
+                                        "userdb": t.ox_name if t.name in userdbs else None}
+        if t.kind == "galera":
+            cluster = self.galeras[t.name]
+            return {**out, "writeEndpoint": cluster.write_endpoint, "readEndpoint": cluster.read_endpoint,
+                    "nodeAddresses": cluster.node_addresses, "clusterName": cluster.cluster_name}
+        if t.kind == "gtid":
+            pair = self.gtids[t.name]
+            vip = self.gtid_vips.get(t.name)
+            return {**out, "writeEndpoint": pulumi.Output.concat(self._gtid_write_host(t.name), ":3306"),
+                    "readEndpoint": pulumi.Output.concat(pair.slave_address, ":3306"),
+                    "nodeAddresses": [pair.master_address, pair.slave_address], "mode": t.spec.mode,
+                    "floatingAddress": vip.address if vip else None}
+        address = self.standalone.address
+        return {**out, "writeEndpoint": pulumi.Output.concat(address, ":3306"), "readEndpoint": None,
+                "nodeAddresses": [address]}
+
+    def _configdb(self, db) -> ConfigdbEndpoints:
         """Where OX nodes find the configdb, by the topology that holds it. OX has one
         replicationMonitor switch (configdb.properties) for the configdb and every userdb: it is on
         when any of them is read from a replica that lags (a GTID slave), e.g. a GTID userdb behind
         a Galera configdb."""
-        monitor = any(getattr(self, t).replication_monitor for t in {topology, *userdbs})
-        if topology == "galera":  # through the HAProxy on each middleware node
-            return ConfigdbEndpoints("127.0.0.1", 3306, "127.0.0.1", 3307, monitor)
-        if topology == "gtid":
-            return ConfigdbEndpoints(self.gtid.slave_address, 3306, self._gtid_write_host, 3306, monitor)
+        monitor = any(self._component(db.named(t)).replication_monitor for t in db.used)
+        t = db.named(db.configdb)
+        if t.kind == "galera":  # through the HAProxy on each middleware node
+            read, write = db.proxy_ports(t)
+            return ConfigdbEndpoints("127.0.0.1", read, "127.0.0.1", write, monitor)
+        if t.kind == "gtid":
+            return ConfigdbEndpoints(self.gtids[t.name].slave_address, 3306, self._gtid_write_host(t.name), 3306,
+                                     monitor)
         return ConfigdbEndpoints(self.standalone.address, 3306, self.standalone.address, 3306, monitor)
 
-    @property
-    def _gtid_write_host(self) -> pulumi.Input[str]:
-        """Where OX writes to the GTID pair: the floating address where one is configured."""
-        return self.gtid_vip.address if self.gtid_vip else self.gtid.master_address
+    def _component(self, t: DbTopology) -> pulumi.ComponentResource:
+        return {"galera": self.galeras, "gtid": self.gtids}[t.kind][t.name] if t.kind != "standalone" \
+            else self.standalone
 
-    def _userdb(self, topology: str) -> UserDb:
+    def _gtid_write_host(self, pair: str) -> pulumi.Input[str]:
+        """Where OX writes to a GTID pair: its floating address where one is configured."""
+        vip = self.gtid_vips.get(pair)
+        return vip.address if vip else self.gtids[pair].master_address
+
+    def _userdb(self, t: DbTopology) -> UserDb:
         """A userdb as OX registers it: the write instance, and the read instance if there is one."""
-        if topology == "galera":
-            return UserDb("oxdb_galera", "127.0.0.1:3307", "127.0.0.1:3306")
-        if topology == "gtid":
-            return UserDb("oxdb_gtid", self._gtid_write_host, self.gtid.slave_address)
-        return UserDb("oxdb_standalone", self.standalone.address, None)
+        if t.kind == "galera":
+            write, read = self.galeras[t.name].write_endpoint, self.galeras[t.name].read_endpoint
+            return UserDb(t.ox_name, write, read)
+        if t.kind == "gtid":
+            return UserDb(t.ox_name, self._gtid_write_host(t.name), self.gtids[t.name].slave_address)
+        return UserDb(t.ox_name, self.standalone.address, None)
 
 
 def frontend_args(cfg: EstateConfig, web_hosts: list, backends: list[Backend], depends_on: list[pulumi.Resource],

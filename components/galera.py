@@ -22,20 +22,36 @@ Creates, as steps named `<cluster>-<node>-<phase>`:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pulumi
 
 from . import mycnf
-from .config import EstateConfig
 from .galera_recovery_steps import recovery_steps
 from .grants import grant_openexchange
 from .hosts import Host
-from .mariadb import DATADIR, config_digest, install_and_configure
+from .mariadb import DATADIR, DbPasswords, config_digest, install_and_configure
 from .parse import parse_json_line
 from .remote import phase_steps
-from .secrets import StackSecrets, native_hash
+from .secrets import native_hash
 
 SST_USER = "sstuser"
+
+
+@dataclass(frozen=True)
+class GaleraClusterArgs:
+    hosts: list[Host]  # the nodes (odd, >= 3); the first bootstraps a new cluster
+    facts: Mapping[str, pulumi.Output[dict]]  # each node's own facts (memoryMb, cpus)
+    passwords: DbPasswords
+    ox_clients: list[pulumi.Input[str]]  # the middleware addresses the 'openexchange' grants admit
+    server: mycnf.ServerSettings
+    cluster_name: str = "ox-galera"  # wsrep_cluster_name
+    sst_method: str = "mariabackup"
+    gcache_size: str = "128M"
+    force_bootstrap_node: str | None = None  # recovery override (components/galera_recovery.py)
+    # Where OX reaches it: the HAProxy listeners on every middleware node (ReadWriteSplit).
+    read_port: int = 3306
+    write_port: int = 3307
 
 
 class GaleraCluster(pulumi.ComponentResource):
@@ -43,41 +59,39 @@ class GaleraCluster(pulumi.ComponentResource):
     cluster_name: str
     # As OX sees them: through the HAProxy on each middleware node, which sends writes to the one
     # node clustercheck names as writer and spreads reads over every Synced node.
-    write_endpoint = "127.0.0.1:3307"
-    read_endpoint = "127.0.0.1:3306"
+    write_endpoint: str
+    read_endpoint: str
     status: pulumi.Output[list]
     ready: list[pulumi.Resource]
     # configdb.properties com.openexchange.database.replicationMonitor: wsrep_sync_wait=1 makes reads causal, so OX needs no replication monitor.
     replication_monitor = False
 
-    def __init__(self, name: str, cfg: EstateConfig, hosts: list[Host], facts: Mapping[str, pulumi.Output[dict]],
-                 secrets: StackSecrets, ox_clients: list[pulumi.Input[str]],
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: GaleraClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:db:GaleraCluster", name, None, opts)
-        galera = cfg.database.galera
-        self.cluster_name = galera.cluster_name
+        hosts, secrets = args.hosts, args.passwords
+        self.cluster_name = args.cluster_name
         self.node_addresses = [h.address for h in hosts]
+        self.write_endpoint, self.read_endpoint = f"127.0.0.1:{args.write_port}", f"127.0.0.1:{args.read_port}"
         # configure writes the client files (they log in: the passwords); bootstrap sets the accounts
         # (the hashes: what the statements carry reaches galera.cache on every node).
-        db_secrets = {"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password, "SST_PASSWORD": secrets.sst_password}
-        account_hashes = {"MYSQL_ROOT_HASH": native_hash(secrets.mysql_root_password),
-                          "SST_HASH": native_hash(secrets.sst_password)}
+        db_secrets = {"MYSQL_ROOT_PASSWORD": secrets.root, "SST_PASSWORD": secrets.sst}
+        account_hashes = {"MYSQL_ROOT_HASH": native_hash(secrets.root), "SST_HASH": native_hash(secrets.sst)}
 
         step = phase_steps(name, self, "db/")
 
-        files = {h.name: _files(cfg, h, facts[h.name], self.node_addresses) for h in hosts}
-        configured = {h.name: install_and_configure(step, h, cfg, files[h.name], db_secrets, galera=True,
-                                                    sst_user=SST_USER) for h in hosts}
+        files = {h.name: _files(args, h, self.node_addresses) for h in hosts}
+        configured = {h.name: install_and_configure(step, h, args.server.release, files[h.name], db_secrets,
+                                                    galera=True, sst_user=SST_USER) for h in hosts}
         common = {"datadir": DATADIR}
 
         # Safe recovery (galera_recovery_steps): probe every node, bootstrap the one with the highest
         # seqno if no Primary component runs, or refuse; the chain below then joins the rest to it.
         recovered = recovery_steps(step, name, hosts, configured, [config_digest(files[h.name]) for h in hosts],
-                                   galera.cluster_name, galera.force_bootstrap_node)
+                                   args.cluster_name, args.force_bootstrap_node)
 
         first, *others = hosts
         previous = step(first, "bootstrap", "galera-bootstrap.sh.j2", secrets=account_hashes,
-                        values={**common, "cluster_name": galera.cluster_name, "sst_user": SST_USER,
+                        values={**common, "cluster_name": args.cluster_name, "sst_user": SST_USER,
                                 "peers": [h.address for h in others],
                                 "config_digest": config_digest(files[first.name])},
                         depends_on=[configured[first.name], *recovered])
@@ -85,7 +99,7 @@ class GaleraCluster(pulumi.ComponentResource):
         # the nodes along the same chain: a rolling restart, one node at a time.
         for h in others:
             previous = step(h, "join", "galera-join.sh.j2",
-                            values={**common, "cluster_name": galera.cluster_name,
+                            values={**common, "cluster_name": args.cluster_name,
                                     "config_digest": config_digest(files[h.name])},
                             depends_on=[configured[h.name], previous])
 
@@ -94,17 +108,17 @@ class GaleraCluster(pulumi.ComponentResource):
         # node that still has a restart pending. So writes move once in a rolling change.
         for h in hosts:
             previous = step(h, "restart-last", "galera-restart-last.sh.j2",
-                            values={"cluster_name": galera.cluster_name,
+                            values={"cluster_name": args.cluster_name,
                                     "config_digest": config_digest(files[h.name])},
                             depends_on=[previous])
 
         verified = {h.name: step(h, "verify", "galera-verify.sh.j2", depends_on=[previous],
-                                 values={"cluster_name": galera.cluster_name, "size": len(hosts)}) for h in hosts}
+                                 values={"cluster_name": args.cluster_name, "size": len(hosts)}) for h in hosts}
         self.status = pulumi.Output.all(*[
             v.stdout.apply(lambda out, n=n: parse_json_line(f"{name}-{n}-verify", out)) for n, v in verified.items()
         ])
         # Galera replicates the user to every node; it is created once, on the bootstrap node.
-        grants = grant_openexchange(f"{name}-{first.name}", first, ox_clients, secrets.configdb_password,
+        grants = grant_openexchange(f"{name}-{first.name}", first, args.ox_clients, secrets.configdb,
                                     parent=self, depends_on=list(verified.values()))
         self.ready = [*verified.values(), grants]
         self.register_outputs({"nodeAddresses": self.node_addresses, "clusterName": self.cluster_name,
@@ -112,17 +126,19 @@ class GaleraCluster(pulumi.ComponentResource):
                                "status": self.status})
 
 
-def _files(cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], addresses: list) -> pulumi.Output[dict]:
+def _files(args: GaleraClusterArgs, host: Host, addresses: list) -> pulumi.Output[dict]:
     """ox.conf.d for one node; sized from its own facts, so rendered once those are known."""
-    def render(args) -> dict[str, str]:
-        mine, node_address, *node_addresses = args
+    def render(values) -> dict[str, str]:
+        mine, node_address, *node_addresses = values
         files = {
-            "tunings.cnf": mycnf.tunings_cnf(cfg, mine["memoryMb"]),
-            "wsrep.cnf": mycnf.wsrep_cnf(cfg, node_addresses, mine["cpus"]),
+            "tunings.cnf": mycnf.tunings_cnf(args.server, mine["memoryMb"]),
+            "wsrep.cnf": mycnf.wsrep_cnf(args.server.release, cluster_name=args.cluster_name,
+                                         sst_method=args.sst_method, gcache_size=args.gcache_size,
+                                         node_addresses=node_addresses, cpus=mine["cpus"]),
             "host.cnf": mycnf.host_cnf(host.name, node_address),
         }
         for file, text in files.items():  # the configure script writes each through a heredoc
             assert text.endswith("\n") and "OX_CNF_EOF" not in text, file
         return files
 
-    return pulumi.Output.all(facts, host.address, *addresses).apply(render)
+    return pulumi.Output.all(args.facts[host.name], host.address, *addresses).apply(render)

@@ -106,7 +106,8 @@ class Decision:
 def _refuse(why: str, nodes: list[NodeState]) -> Decision:
     seen = "; ".join(n.seen() for n in nodes)
     return Decision(reason="refused", refusal=f"Galera recovery refused: {why}. Seen: {seen}. Fix the state, or "
-                                               "name the node to bootstrap in database.galera.forceBootstrapNode")
+                                               "name the node to bootstrap in the cluster's forceBootstrapNode "
+                                               "(database.galera, or its database.galeraClusters entry)")
 
 
 def decide(nodes: list[NodeState], force: str | None = None) -> Decision:

@@ -18,20 +18,38 @@ A replica already following its master is left alone, so a re-run changes nothin
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pulumi
 
 from . import mycnf
-from .config import EstateConfig, GtidMember
 from .grants import grant_openexchange
 from .hosts import Host
-from .mariadb import config_digest, install_and_configure, tunings_only
+from .mariadb import DbPasswords, config_digest, install_and_configure, tunings_only
 from .parse import parse_json_line
 from .remote import phase_steps
-from .secrets import StackSecrets, native_hash
+from .secrets import native_hash
 
 REPL_USER = "repl"
 SEED_USER = "ox_seed"
+
+
+@dataclass(frozen=True)
+class GtidServer:
+    host: Host
+    server_id: int
+    gtid_domain_id: int  # master-master: one per side; a slave shares its master's
+
+
+@dataclass(frozen=True)
+class GtidPairArgs:
+    master: GtidServer
+    slave: GtidServer  # in master-master mode the second master
+    facts: Mapping[str, pulumi.Output[dict]]  # each server's own facts (memoryMb)
+    passwords: DbPasswords
+    ox_clients: list[pulumi.Input[str]]  # the middleware addresses the 'openexchange' grants admit
+    server: mycnf.ServerSettings
+    mode: str = "master-slave"  # or "master-master"
 
 
 class GtidPair(pulumi.ComponentResource):
@@ -42,29 +60,26 @@ class GtidPair(pulumi.ComponentResource):
     # configdb.properties com.openexchange.database.replicationMonitor: replicas lag; OX must check before reading from the slave.
     replication_monitor = True
 
-    def __init__(self, name: str, cfg: EstateConfig, master: Host, slave: Host, facts: Mapping[str, pulumi.Output[dict]],
-                 secrets: StackSecrets, ox_clients: list[pulumi.Input[str]],
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: GtidPairArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:db:GtidPair", name, None, opts)
-        spec = cfg.database.gtid
-        both_write = spec.mode == "master-master"
+        both_write = args.mode == "master-master"
+        master, slave, secrets = args.master.host, args.slave.host, args.passwords
         self.master_address, self.slave_address = master.address, slave.address
-        root = {"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password}
+        root = {"MYSQL_ROOT_PASSWORD": secrets.root}
         # The accounts get hashes (what their statements carry reaches the binlog); the replica
         # logs in to its source, so it needs the replication password itself.
-        hashes = {"MYSQL_ROOT_HASH": native_hash(secrets.mysql_root_password),
-                  "REPLICATION_HASH": native_hash(secrets.replication_password)}
-        repl = {"REPLICATION_PASSWORD": secrets.replication_password}
+        hashes = {"MYSQL_ROOT_HASH": native_hash(secrets.root), "REPLICATION_HASH": native_hash(secrets.replication)}
+        repl = {"REPLICATION_PASSWORD": secrets.replication}
 
         step = phase_steps(name, self, "db/")
 
         started = {}
         # Slave first: a settings change restarts the slave, then the master (the writes' server)
         # once the slave is back, one at a time; the master's start step waits for the slave's.
-        members = [(slave, spec.slave, 2, not both_write), (master, spec.master, 1, False)]
-        for host, member, side, read_only in members:
-            files = _files(cfg, host, facts[host.name], member, side, read_only)
-            configured = install_and_configure(step, host, cfg, files, root)
+        for member, side, read_only in ((args.slave, 2, not both_write), (args.master, 1, False)):
+            host = member.host
+            files = _files(args, member, side, read_only)
+            configured = install_and_configure(step, host, args.server.release, files, root)
             # The digest makes a settings change reach the start step, which restarts for it.
             started[host.name] = step(host, "start", "mariadb-start.sh.j2",
                                       depends_on=[configured, *started.values()],
@@ -86,20 +101,17 @@ class GtidPair(pulumi.ComponentResource):
             for n, r in zip([f"{name}-{slave.name}-replica", f"{name}-{master.name}-replica"], replicas)
         ])
         # On the master, once replication runs: the binlog carries the user to the other side.
-        grants = grant_openexchange(f"{name}-{master.name}", master, ox_clients, secrets.configdb_password,
+        grants = grant_openexchange(f"{name}-{master.name}", master, args.ox_clients, secrets.configdb,
                                     parent=self, depends_on=replicas)
         self.ready = [*replicas, grants]
         self.register_outputs({"masterAddress": self.master_address, "slaveAddress": self.slave_address,
-                               "mode": spec.mode, "replication": self.replication})
+                               "mode": args.mode, "replication": self.replication})
 
 
-def _files(cfg: EstateConfig, host: Host, facts: pulumi.Output[dict], member: GtidMember, side: int,
-           read_only: bool) -> pulumi.Output[dict]:
-    spec = cfg.database.gtid
+def _files(args: GtidPairArgs, member: GtidServer, side: int, read_only: bool) -> pulumi.Output[dict]:
     gtid = mycnf.gtid_cnf(
-        role="master" if side == 1 else ("second master" if spec.mode == "master-master" else "slave"),
-        mode=spec.mode, server_id=member.server_id,
-        gtid_domain_id=spec.domain_of(member),
+        role="master" if side == 1 else ("second master" if args.mode == "master-master" else "slave"),
+        mode=args.mode, server_id=member.server_id, gtid_domain_id=member.gtid_domain_id,
         auto_increment_offset=side, read_only=read_only,
     )
-    return tunings_only(cfg, facts, {"gtid.cnf": gtid})
+    return tunings_only(args.server, args.facts[member.host.name], {"gtid.cnf": gtid})

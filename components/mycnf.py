@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .config import EstateConfig
+from .config import DbTuning, EstateConfig
 from .render import render
 from .versions import AppSuiteLine, DbRelease, DB_RELEASES, appsuite_line
 
@@ -56,14 +56,27 @@ def runtime_settings(files: dict[str, str]) -> dict[str, str]:
     return {name: kind for name, kind in sorted(RUNTIME_SETTINGS.items()) if name in names}
 
 
+@dataclass(frozen=True)
+class ServerSettings:
+    """What every server's tunings.cnf depends on besides its host's memory."""
+    release: DbRelease
+    appsuite: str  # the App Suite version (utf8mb4 from 7.10)
+    tuning: DbTuning
+    sql_mode: str
+
+
 def release_of(cfg: EstateConfig) -> DbRelease:
     db = cfg.versions.database
     return DB_RELEASES[(db.flavor, db.version)]
 
 
-def sizing(cfg: EstateConfig, memory_mb: int) -> DbSizing:
+def server_settings(cfg: EstateConfig) -> ServerSettings:
+    """The stack config's piece the DB tier needs (Estate hands it to each topology's args)."""
+    return ServerSettings(release_of(cfg), cfg.versions.appsuite, cfg.database.tuning, cfg.sql_mode)
+
+
+def sizing(tuning: DbTuning, memory_mb: int) -> DbSizing:
     """Buffer pool as a share of the host's memory; redo log 25% of it (the page's rule)."""
-    tuning = cfg.database.tuning
     buffer_pool_mb = max(128, memory_mb * tuning.buffer_pool_percent // 100)
     return DbSizing(
         buffer_pool_mb=buffer_pool_mb,
@@ -72,16 +85,16 @@ def sizing(cfg: EstateConfig, memory_mb: int) -> DbSizing:
     )
 
 
-def tunings_cnf(cfg: EstateConfig, memory_mb: int) -> str:
+def tunings_cnf(server: ServerSettings, memory_mb: int) -> str:
     return render(
         "mysql/tunings.cnf.j2",
-        release=release_of(cfg),
-        appsuite=cfg.versions.appsuite,
+        release=server.release,
+        appsuite=server.appsuite,
         memory_mb=memory_mb,
-        sizing=sizing(cfg, memory_mb),
-        utf8mb4=appsuite_line(cfg.versions.appsuite) == AppSuiteLine.FROM_7_10,
-        durability=cfg.database.tuning.durability,
-        sql_mode=cfg.sql_mode,
+        sizing=sizing(server.tuning, memory_mb),
+        utf8mb4=appsuite_line(server.appsuite) == AppSuiteLine.FROM_7_10,
+        durability=server.tuning.durability,
+        sql_mode=server.sql_mode,
     )
 
 
@@ -97,15 +110,15 @@ EVS_TIMEOUTS = {
 }
 
 
-def wsrep_cnf(cfg: EstateConfig, node_addresses: list[str], cpus: int) -> str:
-    galera = cfg.database.galera
+def wsrep_cnf(release: DbRelease, *, cluster_name: str, sst_method: str, gcache_size: str,
+              node_addresses: list[str], cpus: int) -> str:
     return render(
         "mysql/wsrep.cnf.j2",
-        release=release_of(cfg),
-        cluster_name=galera.cluster_name,
+        release=release,
+        cluster_name=cluster_name,
         node_addresses=node_addresses,
-        sst_method=galera.sst_method,
-        gcache_size=galera.gcache_size,
+        sst_method=sst_method,
+        gcache_size=gcache_size,
         evs=EVS_TIMEOUTS,
         # The page's 32 is for big machines; more appliers than cores only adds contention.
         slave_threads=max(2, min(32, cpus * 2)),

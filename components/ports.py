@@ -21,7 +21,8 @@ What listens where, and why a port is absent (checked against the templates):
 | VRRP (IP protocol 112, no port) | keepalived, for a floating address (`components/floating.py`) | the same role's hosts: the GTID masters, the frontends |
 | 22 | sshd | the admin networks (AWS: `aws.adminCidr`; static: `firewall.sshFrom`, the bastion, and the firewall refuses a ruleset that would shut out the deploying side) |
 
-Never open to another host, so never in the table: HAProxy's 3306/3307 and 8008 (the converter
+Never open to another host, so never in the table: HAProxy's Galera listeners (a read and a write
+port per cluster: 3306/3307 for `galera`, config.DatabaseSpec.proxy_ports) and 8008 (the converter
 listener) on OX nodes (bound to 127.0.0.1), OX's RMI admin port 1099 (localhost; the admin tools run on the node itself).
 """
 

@@ -9,16 +9,26 @@ with no slave.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pulumi
 
 from . import mycnf
-from .config import EstateConfig
 from .grants import grant_openexchange
 from .hosts import Host
-from .mariadb import config_digest, install_and_configure, tunings_only
+from .mariadb import DbPasswords, config_digest, install_and_configure, tunings_only
 from .remote import phase_steps
-from .secrets import StackSecrets, native_hash
+from .secrets import native_hash
+
+
+@dataclass(frozen=True)
+class StandaloneDbArgs:
+    host: Host
+    facts: Mapping[str, pulumi.Output[dict]]  # the host's own facts (memoryMb)
+    passwords: DbPasswords
+    ox_clients: list[pulumi.Input[str]]  # the middleware addresses the 'openexchange' grants admit
+    server: mycnf.ServerSettings
+    server_id: int = 1
 
 
 class StandaloneDb(pulumi.ComponentResource):
@@ -27,22 +37,22 @@ class StandaloneDb(pulumi.ComponentResource):
     # configdb.properties com.openexchange.database.replicationMonitor: one server: nothing to lag behind.
     replication_monitor = False
 
-    def __init__(self, name: str, cfg: EstateConfig, host: Host, facts: Mapping[str, pulumi.Output[dict]], secrets: StackSecrets,
-                 ox_clients: list[pulumi.Input[str]], opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: StandaloneDbArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ox-estate:db:StandaloneDb", name, None, opts)
-        server_id = cfg.database.standalone.server_id
+        host, secrets = args.host, args.passwords
         self.address = host.address
 
         step = phase_steps(name, self, "db/")
 
-        files = tunings_only(cfg, facts[host.name], {"server.cnf": mycnf.server_cnf(server_id)})
-        configured = install_and_configure(step, host, cfg, files, {"MYSQL_ROOT_PASSWORD": secrets.mysql_root_password})
+        files = tunings_only(args.server, args.facts[host.name], {"server.cnf": mycnf.server_cnf(args.server_id)})
+        configured = install_and_configure(step, host, args.server.release, files,
+                                           {"MYSQL_ROOT_PASSWORD": secrets.root})
         # The digest makes a settings change reach the start step, which restarts for it.
         started = step(host, "start", "mariadb-start.sh.j2", depends_on=[configured],
-                       values={"server_id": server_id, "config_digest": config_digest(files)})
-        root = step(host, "root", "mariadb-root.sh.j2", secrets={"MYSQL_ROOT_HASH": native_hash(secrets.mysql_root_password)},
+                       values={"server_id": args.server_id, "config_digest": config_digest(files)})
+        root = step(host, "root", "mariadb-root.sh.j2", secrets={"MYSQL_ROOT_HASH": native_hash(secrets.root)},
                     depends_on=[started])
-        grants = grant_openexchange(f"{name}-{host.name}", host, ox_clients, secrets.configdb_password,
+        grants = grant_openexchange(f"{name}-{host.name}", host, args.ox_clients, secrets.configdb,
                                     parent=self, depends_on=[root])
         self.ready = [grants]
         self.register_outputs({"address": self.address})

@@ -71,7 +71,7 @@ def _middleware(g: graphviz.Digraph, cfg: EstateConfig, addr: dict) -> list[str]
     """OX nodes, each with its HAProxy; returns the OX node ids."""
     if not cfg.middleware:
         return []
-    haproxy = bool(cfg.database and cfg.database.galera)
+    galeras = cfg.database.of_kind("galera") if cfg.database else []
     with g.subgraph(name="cluster_mw") as c:
         c.attr(label=f"mw: OX middleware, Hazelcast cluster {cfg.middleware.cluster_name}", style="filled",
                fillcolor=_FILL["mw"], **_STYLE)
@@ -82,11 +82,12 @@ def _middleware(g: graphviz.Digraph, cfg: EstateConfig, addr: dict) -> list[str]
                 row.node(f"ox_{n.host}", _host(n.host, addr, f"OX App Suite :8009, {role}"
                                                + (", drained" if n.drained else "")))
             _in_order(row, [f"ox_{h}" for h in hosts])
-        if haproxy:
+        if galeras:
+            ports = "".join(f"\n127.0.0.1:{r} read{_of(t)}\n127.0.0.1:{w} write{_of(t)}"
+                            for t in galeras for r, w in [cfg.database.proxy_ports(t)])
             with c.subgraph() as row:
                 for h in hosts:
-                    row.node(f"haproxy_{h}", f"HAProxy on {h}\n127.0.0.1:3306 read\n127.0.0.1:3307 write",
-                             shape="component")
+                    row.node(f"haproxy_{h}", f"HAProxy on {h}{ports}", shape="component")
                 _in_order(row, [f"haproxy_{h}" for h in hosts])
             for h in hosts:
                 c.edge(f"ox_{h}", f"haproxy_{h}", "configdb/userdb", color=_SQL, fontcolor=_SQL)
@@ -122,38 +123,45 @@ def _frontend(g: graphviz.Digraph, cfg: EstateConfig, addr: dict) -> None:
                        color=_HTTP, fontcolor=_HTTP, style="dashed" if n.drained else "solid")
 
 
+def _of(t) -> str:
+    """Names a topology in a label, except the single-key one of its kind (`galera`, `gtid`)."""
+    return "" if t.name == t.kind else f" ({t.name})"
+
+
 def _databases(g: graphviz.Digraph, cfg: EstateConfig, addr: dict, mw: list[str]) -> None:
     db = cfg.database
     if not db:
         return
-    holds = {t: _holds(cfg, t) for t in ("galera", "gtid", "standalone")}
-    if db.galera:
-        _galera(g, cfg, addr, mw, holds["galera"])
-    if db.gtid:
-        _gtid(g, cfg, addr, mw, holds["gtid"])
-    if db.standalone:
-        s = db.standalone.host
-        with g.subgraph(name="cluster_standalone") as c:
-            c.attr(label=f"db: standalone MariaDB ({holds['standalone']})", style="filled",
-                   fillcolor=_FILL["standalone"], **_STYLE)
-            c.node(f"db_{s}", _host(s, addr, "MariaDB :3306"), shape="cylinder")
-        for m in mw:
-            g.edge(f"ox_{m}", f"db_{s}", ":3306", color=_SQL, fontcolor=_SQL)
+    for t in db.topologies():
+        holds = _holds(cfg, t)
+        if t.kind == "galera":
+            _galera(g, cfg, t, addr, mw, holds)
+        elif t.kind == "gtid":
+            _gtid(g, t, addr, mw, holds)
+        else:
+            s = t.spec.host
+            with g.subgraph(name="cluster_standalone") as c:
+                c.attr(label=f"db: standalone MariaDB ({holds})", style="filled",
+                       fillcolor=_FILL["standalone"], **_STYLE)
+                c.node(f"db_{s}", _host(s, addr, "MariaDB :3306"), shape="cylinder")
+            for m in mw:
+                g.edge(f"ox_{m}", f"db_{s}", ":3306", color=_SQL, fontcolor=_SQL)
 
 
-def _holds(cfg: EstateConfig, topology_name: str) -> str:
-    """What OX keeps in a database tier: the configdb, its userdb, or both."""
+def _holds(cfg: EstateConfig, t) -> str:
+    """What OX keeps in a database topology: the configdb, its userdb, or both."""
     db = cfg.database
-    parts = ["configdb"] if db.configdb == topology_name else []
-    if topology_name in (db.userdbs or [db.configdb]):
-        parts.append(f"userdb oxdb_{topology_name}")
+    parts = ["configdb"] if db.configdb == t.name else []
+    if t.name in (db.userdbs or [db.configdb]):
+        parts.append(f"userdb {t.ox_name}")
     return ", ".join(parts) or "no OX data"
 
 
-def _galera(g: graphviz.Digraph, cfg: EstateConfig, addr: dict, mw: list[str], holds: str) -> None:
-    nodes = cfg.database.galera.nodes
-    with g.subgraph(name="cluster_galera") as c:
-        c.attr(label=f"db/galera: {cfg.database.galera.cluster_name} ({holds})\n"
+def _galera(g: graphviz.Digraph, cfg: EstateConfig, t, addr: dict, mw: list[str], holds: str) -> None:
+    nodes, cluster = t.spec.nodes, f"cluster_{t.name}"
+    wsrep = "wsrep" if t.name == "galera" else f"wsrep_{t.name}"
+    with g.subgraph(name=cluster) as c:
+        c.attr(label=f"db/galera{_of(t)}: {t.spec.cluster_name} ({holds})\n"
                      "one writer at a time, elected by clustercheck /master; reads on every Synced node",
                style="filled", fillcolor=_FILL["galera"], **_STYLE)
         with c.subgraph() as row:  # side by side: the cluster stays short
@@ -162,23 +170,24 @@ def _galera(g: graphviz.Digraph, cfg: EstateConfig, addr: dict, mw: list[str], h
                 row.node(f"db_{n}", _host(n, addr, "MariaDB :3306, clustercheck :9200"), shape="cylinder")
             _in_order(row, [f"db_{n}" for n in nodes])
         # Every node replicates to every other: one group (a full mesh of edges would cross the picture).
-        c.node("wsrep", "wsrep group communication :4567\nsynchronous, every node to every node",
+        c.node(wsrep, "wsrep group communication :4567\nsynchronous, every node to every node",
                shape="ellipse", style="dashed,filled", fillcolor="#fafafa", color=_REPL, fontcolor=_REPL)
         for n in nodes:
-            c.edge(f"db_{n}", "wsrep", dir="both", color=_REPL, style="bold")
+            c.edge(f"db_{n}", wsrep, dir="both", color=_REPL, style="bold")
     if not mw:
         return
+    read, write = cfg.database.proxy_ports(t)
     for i, m in enumerate(mw):  # each edge ends at the cluster: it stands for the writer and the readers
-        g.edge(f"haproxy_{m}", f"db_{nodes[i % len(nodes)]}", "3307 write: writer\n3306 read: all",
-               lhead="cluster_galera", color=_SQL, fontcolor=_SQL)
+        g.edge(f"haproxy_{m}", f"db_{nodes[i % len(nodes)]}", f"{write} write: writer\n{read} read: all",
+               lhead=cluster, color=_SQL, fontcolor=_SQL)
 
 
-def _gtid(g: graphviz.Digraph, cfg: EstateConfig, addr: dict, mw: list[str], holds: str) -> None:
-    gtid = cfg.database.gtid
+def _gtid(g: graphviz.Digraph, t, addr: dict, mw: list[str], holds: str) -> None:
+    gtid = t.spec
     master, slave = gtid.master.host, gtid.slave.host
     both = gtid.mode == "master-master"
-    with g.subgraph(name="cluster_gtid") as c:
-        c.attr(label=f"db/gtid: {gtid.mode} ({holds})", style="filled", fillcolor=_FILL["gtid"], **_STYLE)
+    with g.subgraph(name=f"cluster_{t.name}") as c:
+        c.attr(label=f"db/gtid{_of(t)}: {gtid.mode} ({holds})", style="filled", fillcolor=_FILL["gtid"], **_STYLE)
         c.node(f"db_{master}", _host(master, addr, f"MariaDB :3306, {'master' if not both else 'master 1'}, "
                                      f"server_id {gtid.master.server_id}"), shape="cylinder")
         c.node(f"db_{slave}", _host(slave, addr, f"MariaDB :3306, {'slave' if not both else 'master 2'}, "
@@ -187,11 +196,12 @@ def _gtid(g: graphviz.Digraph, cfg: EstateConfig, addr: dict, mw: list[str], hol
                color=_REPL, fontcolor=_REPL, style="bold")
     write = f"db_{master}"
     if gtid.floating_address:
-        g.node("vip_gtid", f"floating address\n{gtid.floating_address}\n(keepalived, VRRP {gtid.vrrp_router_id})",
+        vip = f"vip_{t.name}"
+        g.node(vip, f"floating address\n{gtid.floating_address}\n(keepalived, VRRP {gtid.vrrp_router_id})",
                shape="octagon", style="dashed,filled", fillcolor="#fafafa")
         for h in (master, slave):
-            g.edge("vip_gtid", f"db_{h}", "held by one", style="dashed", color=_VIP, fontcolor=_VIP)
-        write = "vip_gtid"
+            g.edge(vip, f"db_{h}", "held by one", style="dashed", color=_VIP, fontcolor=_VIP)
+        write = vip
     if mw:  # every OX node connects directly: one edge from the group stands for all of them
         tail = f"ox_{mw[-1]}"
         g.edge(tail, write, "write :3306", ltail="cluster_mw", color=_SQL, fontcolor=_SQL)

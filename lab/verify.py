@@ -137,70 +137,85 @@ def _marker_count(marker: str) -> str:
     return f"SELECT COUNT(*) FROM {SCHEMA}.rows WHERE marker = '{marker}'"
 
 
+def _topologies(outputs: dict, kind: str) -> list[tuple[str, dict, list[str]]]:
+    """(name, entry of the `databases` output, host names) of every topology of that kind."""
+    by_address = {a: h for h, a in outputs["hostAddresses"].items()}
+    return [(name, db, [by_address[a] for a in db["nodeAddresses"]])
+            for name, db in (outputs.get("databases") or {}).items() if db["kind"] == kind]
+
+
 def _galera(shell: Shell, state: dict, outputs: dict) -> list[Check]:
-    status = outputs.get("galeraStatus")
-    if not status:
-        return []
-    nodes = [s["node"] for s in status]
+    """Every Galera cluster: each node Primary, Synced and ready in a cluster of its size, and a row
+    written on the first node read on the last."""
     checks = []
-    for node in nodes:
-        out = shell.sql(node, "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size',"
-                              "'wsrep_cluster_status','wsrep_local_state_comment','wsrep_ready')")
-        values = dict(line.split("\t") for line in out.splitlines())
-        ok = (values.get("wsrep_cluster_size") == str(len(nodes)) and values.get("wsrep_cluster_status") == "Primary"
-              and values.get("wsrep_local_state_comment") == "Synced" and values.get("wsrep_ready") == "ON")
-        checks.append((f"galera {node}", ok, " ".join(f"{k}={v}" for k, v in sorted(values.items()))))
-    marker = _write_marker(shell, nodes[0])
-    seen = shell.sql(nodes[-1], _marker_count(marker))
-    checks.append((f"galera row {nodes[0]} -> {nodes[-1]}", seen == "1", f"written on {nodes[0]}, read on {nodes[-1]}"))
+    for _, _, nodes in _topologies(outputs, "galera"):
+        for node in nodes:
+            out = shell.sql(node, "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size',"
+                                  "'wsrep_cluster_status','wsrep_local_state_comment','wsrep_ready')")
+            values = dict(line.split("\t") for line in out.splitlines())
+            ok = (values.get("wsrep_cluster_size") == str(len(nodes)) and values.get("wsrep_cluster_status") == "Primary"
+                  and values.get("wsrep_local_state_comment") == "Synced" and values.get("wsrep_ready") == "ON")
+            checks.append((f"galera {node}", ok, " ".join(f"{k}={v}" for k, v in sorted(values.items()))))
+        marker = _write_marker(shell, nodes[0])
+        seen = shell.sql(nodes[-1], _marker_count(marker))
+        checks.append((f"galera row {nodes[0]} -> {nodes[-1]}", seen == "1",
+                       f"written on {nodes[0]}, read on {nodes[-1]}"))
     return checks
 
 
 def _gtid(shell: Shell, state: dict, outputs: dict) -> list[Check]:
-    """Each replication link: threads running, and a row written on its source read on the replica."""
+    """Each replication link of every GTID pair (master -> slave, and back in master-master):
+    threads running, and a row written on its source read on the replica."""
     checks = []
-    by_address = {a: h for h, a in outputs["hostAddresses"].items()}
-    for link in outputs.get("gtidReplication") or []:
-        replica, source = link["replica"], by_address[link["source"]]
-        query = _marker_count(_write_marker(shell, source))
-        seen = _eventually(lambda: shell.sql(replica, query) == "1", 10)
-        _, status, _ = shell.run(replica, "mariadb -e 'SHOW SLAVE STATUS\\G'")
-        threads = dict(re.findall(r"^\s*(Slave_IO_Running|Slave_SQL_Running|Seconds_Behind_Master): (\S+)",
-                                  status, re.M))
-        checks += [
-            (f"gtid threads {replica}", threads.get("Slave_IO_Running") == "Yes"
-             and threads.get("Slave_SQL_Running") == "Yes", " ".join(f"{k}={v}" for k, v in threads.items())),
-            (f"gtid row {source} -> {replica}", seen, f"written on {source}, read on {replica}"),
-        ]
+    for _, db, (master, slave) in _topologies(outputs, "gtid"):
+        for source, replica in [(master, slave)] + ([(slave, master)] if db["mode"] == "master-master" else []):
+            query = _marker_count(_write_marker(shell, source))
+            seen = _eventually(lambda: shell.sql(replica, query) == "1", 10)
+            _, status, _ = shell.run(replica, "mariadb -e 'SHOW SLAVE STATUS\\G'")
+            threads = dict(re.findall(r"^\s*(Slave_IO_Running|Slave_SQL_Running|Seconds_Behind_Master): (\S+)",
+                                      status, re.M))
+            checks += [
+                (f"gtid threads {replica}", threads.get("Slave_IO_Running") == "Yes"
+                 and threads.get("Slave_SQL_Running") == "Yes", " ".join(f"{k}={v}" for k, v in threads.items())),
+                (f"gtid row {source} -> {replica}", seen, f"written on {source}, read on {replica}"),
+            ]
     return checks
 
 
 def _read_write_split(shell: Shell, state: dict, outputs: dict) -> list[Check]:
+    """Through every middleware node's HAProxy, for each Galera cluster: writes land on one node,
+    reads rotate."""
     if not outputs.get("galeraProxies"):
         return []
     mw = [p["host"] for p in outputs["galeraProxies"]]
     password = _password(state, "configdb-password")
-    writers = {h: Counter(shell.sql(h, "SELECT @@hostname", "127.0.0.1:3307", password) for _ in range(6)) for h in mw}
-    one_writer = {w for c in writers.values() for w in c}
-    readers: dict[str, Counter] = {}
+    checks = []
+    for name, db, _ in _topologies(outputs, "galera"):
+        write, read = db["writeEndpoint"], db["readEndpoint"]
+        listener = "mysql-read" if name == "galera" else f"mysql-read-{name}"
+        writers = {h: Counter(shell.sql(h, "SELECT @@hostname", write, password) for _ in range(6)) for h in mw}
+        one_writer = {w for c in writers.values() for w in c}
+        readers: dict[str, Counter] = {}
 
-    def rotate() -> bool:
-        readers.update({h: Counter(shell.sql(h, "SELECT @@hostname", "127.0.0.1:3306", password) for _ in range(6))
-                        for h in mw})
-        return all(len(c) > 1 for c in readers.values())
+        def rotate() -> bool:
+            readers.update({h: Counter(shell.sql(h, "SELECT @@hostname", read, password) for _ in range(6))
+                            for h in mw})
+            return all(len(c) > 1 for c in readers.values())
 
-    # Right after a recovery clustercheck can keep a node out of mysql-read for a moment (not
-    # Synced yet, or a donor; rise 2 at 500 ms): a first sample on one node is not yet a failure.
-    # (CI saw {'gdb1': 6} on both middleware hosts once, just after a converge rejoined a node.)
-    rotated = _eventually(rotate, 15)
-    detail = "; ".join(f"{h}: {dict(c)}" for h, c in readers.items())
-    if not rotated:
-        detail += "; mysql-read in HAProxy: " + "; ".join(f"{h}: {_haproxy_servers(shell, h, 'mysql-read')}" for h in mw)
-    return [
-        ("writes through 3307 land on one node", len(one_writer) == 1,
-         f"every middleware host wrote to {sorted(one_writer)}"),
-        ("reads through 3306 rotate", rotated, detail),
-    ]
+        # Right after a recovery clustercheck can keep a node out of mysql-read for a moment (not
+        # Synced yet, or a donor; rise 2 at 500 ms): a first sample on one node is not yet a failure.
+        # (CI saw {'gdb1': 6} on both middleware hosts once, just after a converge rejoined a node.)
+        rotated = _eventually(rotate, 15)
+        detail = "; ".join(f"{h}: {dict(c)}" for h, c in readers.items())
+        if not rotated:
+            detail += f"; {listener} in HAProxy: " + "; ".join(f"{h}: {_haproxy_servers(shell, h, listener)}"
+                                                               for h in mw)
+        checks += [
+            (f"writes through {write.rpartition(':')[2]} land on one node", len(one_writer) == 1,
+             f"every middleware host wrote to {sorted(one_writer)}"),
+            (f"reads through {read.rpartition(':')[2]} rotate", rotated, detail),
+        ]
+    return checks
 
 
 def _haproxy_servers(shell: Shell, host: str, listener: str) -> str:

@@ -354,6 +354,23 @@ CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
                                           "frontend.nodes": ["web1", "web2"],
                                           "frontend.floatingAddress": "10.20.1.200/24"},
      "frontend.floatingAddress", "an AWS VPC does not honour"),
+    # --- named database topologies (database.galeraClusters, database.gtidPairs) ---
+    ("galera cluster name with capitals", {"database.galeraClusters": [{"name": "Users", "nodes": ["db4", "db5", "mw2"]}]},
+     "database.galeraClusters[0].name", "a database topology name"),
+    ("galera cluster named like the gtid pair", {"database.galeraClusters": [{"name": "gtid", "nodes": ["nfs1", "web1", "mw2"]}]},
+     "database.galeraClusters[0].name", "is already database.gtid's"),
+    ("userdb naming no topology", {"database.userdbs": ["galera", "users-x"]}, "database.userdbs[1]",
+     "names no database topology"),
+    ("galera readPort without writePort", {"database.galera.readPort": 4406}, "database.galera.writePort",
+     "set both readPort and writePort"),
+    ("galera ports on OX's connector", {"database.galera.readPort": 8009, "database.galera.writePort": 8010},
+     "database.galera.readPort", "OX's HTTP connector"),
+    ("gtid pair with an unknown key", {"database.gtidPairs": [{"name": "users", "master": {"host": "nfs1", "serverId": 1},
+                                                               "slave": {"host": "web1", "serverId": 2}, "port": 1}]},
+     "database.gtidPairs[0].port", "Extra inputs"),
+    ("gtid pair named like an estate component", {"database.gtidPairs": [{
+        "name": "web", "master": {"host": "nfs1", "serverId": 1}, "slave": {"host": "web1", "serverId": 2}}]},
+     "database.gtidPairs[0].name", "clash with the estate's own 'web'"),
     # --- document converters ---
     ("converter route used twice", {**CONVERTERS, "documentConverter.nodes[1].route": "DC1"},
      "documentConverter.nodes[1].route", "duplicate route 'DC1'"),

@@ -649,7 +649,9 @@ def test_a_haproxy_change_is_reloaded_even_after_a_failed_reload(tmp_path):
     for name, text in HAPROXY_FAKES.items():
         _fake(box.bin / name, text)
     _fake(box.etc / "init.d" / "haproxy", HAPROXY_INIT)
-    run = lambda cfg: box.run("mw/haproxy.sh.j2", {"config": Rendered(cfg), "galera": True},  # noqa: E731
+    run = lambda cfg: box.run("mw/haproxy.sh.j2", {"config": Rendered(cfg), "clusters": [{
+        "name": "galera", "named": False, "read_listener": "mysql-read", "write_listener": "mysql-write",
+        "read_port": 3306, "write_port": 3307}]},  # noqa: E731
                               step="ox-dbproxy-mw1-haproxy", host="mw1")
     assert run("global\n# one\n").returncode == 0
     assert run("global\n# one\n").returncode == 0

@@ -14,6 +14,7 @@ import pytest
 
 from components import config
 from components.docconverter import config_digest
+from components.dbproxy import ProxiedCluster, listener_values
 from components.firewall import ruleset_values
 from components.middleware import CONVERTER_URL
 from components.render import render
@@ -216,7 +217,8 @@ HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/hap
 @pytest.mark.skipif(HAPROXY is None, reason="haproxy not installed")
 @pytest.mark.parametrize("nodes", [[("db1", "10.0.0.11"), ("db2", "10.0.0.12")], []])
 def test_rendered_haproxy_config_passes_haproxy_c(tmp_path, nodes):
-    text = render("files/haproxy.cfg.j2", nodes=nodes, maxconn=4096,
+    clusters = [{**listener_values(ProxiedCluster("galera", [], 3306, 3307)), "nodes": nodes}] if nodes else []
+    text = render("files/haproxy.cfg.j2", clusters=clusters, maxconn=4096,
                   converter_frontends=[("web1", "10.0.0.41"), ("web2", "10.0.0.42")])
     (tmp_path / "haproxy.cfg").write_text(text.replace("/run/haproxy/admin.sock", str(tmp_path / "admin.sock")))
     result = subprocess.run([HAPROXY, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True)

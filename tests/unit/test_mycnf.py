@@ -46,7 +46,7 @@ def _values(result: subprocess.CompletedProcess) -> dict[str, str]:
 def test_tunings_start_clean_on_mariadb_10_11(stack_config, tmp_path, durability):
     cfg = _cfg(stack_config, database={"galera": {"nodes": ["db1", "db2", "db3"]}, "configdb": "galera",
                                        "tuning": {"durability": durability}})
-    result = _mariadbd_check(tmp_path, mycnf.tunings_cnf(cfg, memory_mb=8192))
+    result = _mariadbd_check(tmp_path, mycnf.tunings_cnf(mycnf.server_settings(cfg), memory_mb=8192))
     assert result.returncode == 0, result.stderr
     for warning in ("unknown", "was removed", "deprecated"):
         assert warning not in result.stderr.lower(), result.stderr
@@ -63,8 +63,8 @@ def test_tunings_start_clean_on_mariadb_10_11(stack_config, tmp_path, durability
 @needs_mariadbd
 def test_galera_files_start_clean(stack_config, tmp_path):
     cfg = _cfg(stack_config)
-    files = [mycnf.tunings_cnf(cfg, 4096),
-             mycnf.wsrep_cnf(cfg, ["10.0.0.11", "10.0.0.12", "10.0.0.13"], cpus=2),
+    files = [mycnf.tunings_cnf(mycnf.server_settings(cfg), 4096),
+             _wsrep(cfg, ["10.0.0.11", "10.0.0.12", "10.0.0.13"], cpus=2),
              mycnf.host_cnf("db1", "10.0.0.11")]
     result = _mariadbd_check(tmp_path, *files)
     assert result.returncode == 0, result.stderr
@@ -94,7 +94,7 @@ def test_the_check_catches_a_refused_option(tmp_path):
 
 
 def test_dropped_options_are_named_in_the_file_not_set(stack_config):
-    text = mycnf.tunings_cnf(_cfg(stack_config), 8192)
+    text = mycnf.tunings_cnf(mycnf.server_settings(_cfg(stack_config)), 8192)
     assert "#   innodb_locks_unsafe_for_binlog: removed in 10.5" in text
     assert "#   innodb_additional_mem_pool_size: refused" in text
     settings = [line.split("=")[0].strip() for line in text.splitlines() if "=" in line and not line.startswith("#")]
@@ -105,10 +105,17 @@ def test_dropped_options_are_named_in_the_file_not_set(stack_config):
 
 def test_sizing_follows_memory(stack_config):
     cfg = _cfg(stack_config)
-    small, big = mycnf.sizing(cfg, 2048), mycnf.sizing(cfg, 65536)
+    tuning = cfg.database.tuning
+    small, big = mycnf.sizing(tuning, 2048), mycnf.sizing(tuning, 65536)
     assert (small.buffer_pool_mb, small.log_file_mb) == (1024, 256)
     assert (big.buffer_pool_mb, big.log_file_mb) == (32768, 8192)
-    assert mycnf.sizing(cfg, 100).buffer_pool_mb == 128  # floor for tiny hosts
+    assert mycnf.sizing(tuning, 100).buffer_pool_mb == 128  # floor for tiny hosts
+
+
+def _wsrep(cfg, addresses: list[str], cpus: int) -> str:
+    galera = cfg.database.galera
+    return mycnf.wsrep_cnf(mycnf.release_of(cfg), cluster_name=galera.cluster_name, sst_method=galera.sst_method,
+                           gcache_size=galera.gcache_size, node_addresses=addresses, cpus=cpus)
 
 
 def _seconds(period: str) -> float:
@@ -129,7 +136,7 @@ def test_failure_detection_respects_galeras_limits_and_is_fast():
 
 
 def test_provider_options_carry_gcache_and_failure_detection(stack_config):
-    text = mycnf.wsrep_cnf(_cfg(stack_config), ["10.0.0.11", "10.0.0.12", "10.0.0.13"], cpus=2)
+    text = _wsrep(_cfg(stack_config), ["10.0.0.11", "10.0.0.12", "10.0.0.13"], cpus=2)
     line = next(x for x in text.splitlines() if x.startswith("wsrep_provider_options"))
     options = dict(o.split("=", 1) for o in line.split("=", 1)[1].strip().strip('"').split(";"))
     assert options["gcache.size"] == "128M"

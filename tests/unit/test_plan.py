@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from components import plan, topology
-from components.dbproxy import MAXCONN
+from components.dbproxy import MAXCONN, ProxiedCluster, listener_values
 from components.render import render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,7 +151,8 @@ def test_a_new_plan_replaces_an_old_one_and_refuses_a_foreign_directory(plans, t
 def test_compare_with_host_finds_the_planned_file_and_reports_a_drifted_one(plans):
     """The helper the lab test uses: a host's file must be one the plan's scripts write."""
     nodes = [("db1", "10.213.0.11"), ("db2", "10.213.0.12"), ("db3", "10.213.0.13")]
-    haproxy = render("files/haproxy.cfg.j2", nodes=nodes, converter_frontends=[], maxconn=MAXCONN)
+    galera = {**listener_values(ProxiedCluster("galera", [], 3306, 3307)), "nodes": nodes}
+    haproxy = render("files/haproxy.cfg.j2", clusters=[galera], converter_frontends=[], maxconn=MAXCONN)
     files = {"/etc/haproxy/haproxy.cfg": haproxy, "/etc/drifted.cfg": haproxy + "# edited\n"}
 
     def read(path: str) -> str:
