@@ -163,32 +163,45 @@ def frontend_capacity(lab: BenchLab, quick: bool, log=print) -> tuple[list[Figur
     def restart():
         lab.sh(WEB, "/etc/init.d/apache2 restart >/dev/null 2>&1 && sleep 0.5")
 
-    ceiling = 1600 if quick else 6400
+    ceiling = 1600 if quick else 3200
     rates = {}
     for where, url in (("through Apache", f"http://{web}/appsuite/api/apps"),
                        ("straight to the stand-in", f"http://{mw}:8009/appsuite/api/apps")):
         rates[where] = frontend.requests_per_second(lab.sh(WEB, frontend.ab_command(url), timeout=60))
-    restart()  # both series start from a freshly started Apache
+    polls = 800 if quick else 3200
+    restart()  # each series starts from a freshly started Apache
     ours = frontend.most_held(web, 80, 200, ceiling, log)
+    restart()
+    ours_polls = frontend.most_held(web, 80, 100, polls, log, frontend.long_polls)
     try:
         lab.sh(WEB, f"test -L {OURS_LINK} && mv {OURS_LINK} {PARKED}")
         restart()
         debian = frontend.most_held(web, 80, 100, ceiling, log)
+        restart()
+        debian_polls = frontend.most_held(web, 80, 100, polls, log, frontend.long_polls)
     finally:
         lab.sh(WEB, f"if test -L {PARKED}; then mv {PARKED} {OURS_LINK}; fi")
         restart()
 
-    def held(v):
-        return f"fails at {v[1]:,}" if v[1] else f"none failed up to {ceiling:,}"
+    def held(v, top=ceiling):
+        return f"fails at {v[1]:,}" if v[1] else f"none failed up to {top:,}"
 
     rows = [Figure("keep-alive connections held, our mpm_event", ours[0], "", f"Debian's default {debian[0]:,}",
                    ratio(ours[0], debian[0]), note=held(ours)),
             Figure("keep-alive connections held, Debian's default", debian[0], "", note=held(debian)),
+            Figure(f"long polls in flight ({frontend.HOLD_SECONDS} s each), our mpm_event", ours_polls[0], "",
+                   f"Debian's default {debian_polls[0]:,}", ratio(ours_polls[0], debian_polls[0]),
+                   note=held(ours_polls, polls)),
+            Figure(f"long polls in flight ({frontend.HOLD_SECONDS} s each), Debian's default", debian_polls[0], "",
+                   note=held(debian_polls, polls)),
             Figure("throughput through Apache", rates["through Apache"], "req/s",
                    f"straight to a backend {rates['straight to the stand-in']:.0f} req/s",
                    ratio(rates["through Apache"], rates["straight to the stand-in"]),
                    note=f"ab -c {frontend.THROUGHPUT_CONCURRENCY}, {frontend.THROUGHPUT_SECONDS} s, from {WEB}")]
     notes = [f"held: N connections open at once, every one answered on the same connection until all are open "
              f"and once more, no answer slower than {frontend.QUEUE_SECONDS:.0f} s; the second of two runs counts "
-             f"(benchmarks/frontend.py)"]
+             f"(benchmarks/frontend.py)",
+             f"long polls: N requests at once to /realtime through the balancer, each held {frontend.HOLD_SECONDS} s "
+             f"by the stand-in middleware (a worker thread each); held when all are answered within "
+             f"{frontend.HOLD_SECONDS + frontend.QUEUE_SECONDS:.0f} s"]
     return rows, notes
