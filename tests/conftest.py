@@ -101,7 +101,8 @@ def pytest_terminal_summary(terminalreporter):
 
 # Each run's wall time, kept by what it selected, for `python -m benchmarks` (its "suites" figures):
 # lab/out/suite-times.json (not committed), {selection: {seconds, exitstatus, tests, filtered, finished}}.
-# A run narrowed by -k/-m or to failures is marked filtered, so it never stands for its whole suite.
+# A run narrowed by -k/-m, to failures or to collection is marked filtered, so it never stands for
+# its whole suite.
 _SESSION_START: list[float] = []
 
 
@@ -123,7 +124,7 @@ def pytest_sessionfinish(session, exitstatus):
             .is_relative_to(ROOT) else a for a in session.config.args]
     filtered = any(a for a in session.config.args if "::" in a) or bool(
         getattr(opts, "keyword", "") or getattr(opts, "markexpr", "") or getattr(opts, "lf", False)
-        or getattr(opts, "deselect", None))
+        or getattr(opts, "deselect", None) or getattr(opts, "collectonly", False))
     path = ROOT / "lab" / "out" / "suite-times.json"
     try:
         times = json.loads(path.read_text()) if path.exists() else {}
