@@ -97,3 +97,44 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{where}:")
             for line in text.splitlines():
                 terminalreporter.write_line(f"    {line}")
+
+
+# Each run's wall time, kept by what it selected, for `python -m benchmarks` (its "suites" figures):
+# lab/out/suite-times.json (not committed), {selection: {seconds, exitstatus, tests, filtered, finished}}.
+# A run narrowed by -k/-m, to failures or to collection is marked filtered, so it never stands for
+# its whole suite.
+_SESSION_START: list[float] = []
+
+
+def pytest_sessionstart(session):
+    import time
+
+    _SESSION_START.append(time.monotonic())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import datetime
+    import json
+    import time
+
+    if not _SESSION_START or hasattr(session.config, "workerinput"):
+        return
+    opts = session.config.option
+    args = [str(Path(a.split("::", 1)[0]).resolve().relative_to(ROOT)) if Path(a.split("::", 1)[0]).resolve()
+            .is_relative_to(ROOT) else a for a in session.config.args]
+    filtered = any(a for a in session.config.args if "::" in a) or bool(
+        getattr(opts, "keyword", "") or getattr(opts, "markexpr", "") or getattr(opts, "lf", False)
+        or getattr(opts, "deselect", None) or getattr(opts, "collectonly", False))
+    path = ROOT / "lab" / "out" / "suite-times.json"
+    try:
+        times = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        times = {}
+    times[" ".join(sorted(args))] = {
+        "seconds": round(time.monotonic() - _SESSION_START[0], 1), "exitstatus": int(exitstatus),
+        "tests": session.testscollected, "filtered": filtered,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".suite-times.json.tmp")
+    tmp.write_text(json.dumps(times, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)

@@ -98,6 +98,12 @@ def make_handler(settings):
                 if with_body:
                     self.wfile.write(body)
                 return
+            # A long poll (OX holds /realtime requests open until there is news): the frontend
+            # benchmark (benchmarks/frontend.py) asks for one with X-Lab-Hold: <seconds>, at most 10.
+            try:
+                time.sleep(min(max(float(self.headers.get("X-Lab-Hold") or 0), 0.0), 10.0))
+            except ValueError:
+                pass
             cookies = self.headers.get("Cookie") or ""
             session = None
             for part in cookies.split(";"):
@@ -152,6 +158,9 @@ class RmiServer(socketserver.ThreadingTCPServer):
 class HttpServer(ThreadingHTTPServer):
     allow_reuse_address = True
     daemon_threads = True
+    # socketserver's listen backlog is 5: a burst of proxied requests (Apache opens a backend
+    # connection per worker) overflowed it and waited for SYN retries; OX's listener takes more.
+    request_queue_size = 1024
 
 
 def preflight():

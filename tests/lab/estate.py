@@ -6,6 +6,7 @@ started by hand (`python -m lab up` uses /ox-lab, oxlab0 and 10.213.0.0/24).
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -50,6 +51,21 @@ DB_FILES = "/var/lib/mysql /var/log"
 # "<count> <file>:<password>" for every file that holds one in clear: one pass over the files.
 GREP_PASSWORDS = ("set -euo pipefail; umask 077; f=$(mktemp); trap 'rm -f \"$f\"' EXIT; cat >\"$f\"; "
                   f"{{ grep -rFoa -f \"$f\" {DB_FILES} 2>/dev/null || true; }} | sort | uniq -c")
+
+
+FIGURES_DIR = ROOT / "lab" / "out" / "figures"
+
+
+def record_figures(name: str, figures: dict, command: str) -> None:
+    """Keep a passing fault test's figures in lab/out/figures/<name>.json (not committed), for
+    `python -m benchmarks`, which reads them rather than causing the faults again; `command`
+    reruns the test. The newest run replaces the last."""
+    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
+    doc = {"name": name, "figures": figures, "command": command, "test": os.environ.get("PYTEST_CURRENT_TEST", ""),
+           "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    tmp = FIGURES_DIR / f".{name}.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(FIGURES_DIR / f"{name}.json")
 
 
 class LabEstate:

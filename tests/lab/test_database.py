@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from estate import DB_FILES, lab_estate, requires_lab
+from estate import DB_FILES, lab_estate, record_figures, requires_lab
 
 pytestmark = requires_lab
 
@@ -246,14 +246,14 @@ class Writes:
 class WsrepSamples:
     """Every Galera node's mariadbd pid and wsrep state, sampled every 0.1 s on the node itself."""
 
-    def __init__(self, db):
-        self.db = db
-        for n in GALERA:
+    def __init__(self, db, nodes: list[str] = GALERA):  # benchmarks/ samples its own lab's nodes
+        self.db, self.nodes = db, list(nodes)
+        for n in self.nodes:
             _background(db, n, WSREP_LOOP.format(stop=WSREP_STOP, log=WSREP_LOG), WSREP_STOP)
         self.samples: dict[str, list[tuple[float, str, str]]] = {}
 
     def stop(self) -> None:
-        for n in GALERA:
+        for n in self.nodes:
             self.samples[n] = [(float(t), pid, state) for t, pid, state in
                                (line.split() for line in _stop(self.db, n, WSREP_STOP, WSREP_LOG)
                                 if len(line.split()) == 3)]
@@ -288,7 +288,7 @@ class WsrepSamples:
         samples = self._known()
         start = max(s[0][0] for s in samples.values())
         end = min(s[-1][0] for s in samples.values())
-        fewest, t = len(GALERA), start
+        fewest, t = len(self.nodes), start
         while t <= end:
             states = [next(st for ts, _, st in reversed(rows) if ts <= t) for rows in samples.values()]
             fewest, t = min(fewest, sum(map(counts, states))), t + 0.05
@@ -378,6 +378,8 @@ def test_writer_fails_over_within_3s_after_kill_9_without_losing_acknowledged_wr
         assert len(masters) <= 1, masters  # clustercheck names at most one writer at any moment
     settled = samples[-1][1]
     assert len({tuple(w) for w in settled.values()}) == 1, settled  # and every HAProxy follows it
+    record_figures("galera-writer-move", {"seconds": round(outage, 2), "from": writer, "to": now},
+                   ".venv/bin/python -m pytest tests/lab/test_database.py -k writer_fails_over")
 
 
 def _gcache_size(db, node: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from estate import ROOT, lab_estate, requires_lab
+from estate import ROOT, lab_estate, record_figures, requires_lab
 
 pytestmark = requires_lab
 
@@ -162,6 +162,8 @@ def test_gtid_address_moves_within_5s_on_kill_9_and_no_acknowledged_write_is_los
     assert first_after is not None and first_after <= 10 and \
         any(at > killed + moved for kind, _, at in events if kind == "ack"), \
         "no write was acknowledged through the floating address after the move"
+    record_figures("gtid-address-move", {"seconds": round(moved, 2), "from": holder, "to": other},
+                   ".venv/bin/python -m pytest tests/lab/test_lab_floating.py -k gtid_address_moves")
 
     # Bring the killed server back as a supervisor would: its service's start (ox_service's path
     # on lab hosts; `up --converge` does the same through the start step, tests/lab/test_database.py).
@@ -297,6 +299,9 @@ def test_frontend_address_moves_when_apache_stops_and_sessions_keep_their_routes
     assert wrong == []
     assert {sessions[r[0]] for r in after} == {"OX1", "OX2"} and len(after) >= len(sessions)
     assert holders(WEB_VIP, FRONTENDS) == [other]
+    record_figures("frontend-address-move", {"seconds": round(moved, 2), "from": holder, "to": other,
+                                             "outage_seconds": round(outage, 2)},
+                   ".venv/bin/python -m pytest tests/lab/test_lab_floating.py -k frontend_address_moves")
 
 
 def test_vrrp_password_is_only_in_the_0600_config(vip):

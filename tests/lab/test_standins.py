@@ -469,6 +469,13 @@ def test_middleware_http_and_jsessionid(running):
     resp = conn.getresponse()
     resp.read()
     assert resp.status == 400
+    # A long poll for the frontend benchmark: X-Lab-Hold delays the answer, by at most 10 s.
+    for hold, low, high in (("0.5", 0.5, 2.0), ("nonsense", 0.0, 0.5)):
+        started = time.monotonic()
+        conn.request("GET", "/realtime/poll", headers={"X-Lab-Hold": hold})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200 and low <= time.monotonic() - started < high, hold
     conn.close()
     log = pathlib.Path(ox["env"]["OX_STANDIN_LOGFILE"]).read_text()
     assert f'request GET raw={json.dumps(raw)} dispatch="/servlet/axis2/services/OXContextService" soap=yes' in log

@@ -36,6 +36,9 @@ SECRET = {"sshPrivateKey"}
 
 # --------------------------------------------------------------------------- wiring under mocks
 
+# Frontend knobs of the single-knob matrix (see single_knobs below).
+FRONTEND_KNOBS = [{"adminNetworks": ["10.0.0.0/28"]}, {"maxConnections": 4000}]
+
 def _scripts(recording: Recording, prefix: str) -> dict[str, str]:
     return {r.name: script_of(r) for r in recording.of_type("command:remote:Command") if r.name.startswith(prefix)}
 
@@ -63,7 +66,7 @@ def test_an_apache_configuration_change_reaches_the_start_step(stack_config):
     after it); install stays the same, and the same config renders the same scripts."""
     base = _frontend(stack_config)
     assert _frontend(stack_config) == base
-    for change in ({"adminNetworks": ["10.0.0.0/28"]}, {"maxConnections": 4000}):
+    for change in FRONTEND_KNOBS:
         changed = _frontend(stack_config, **change)
         assert changed["ox-web-web1-configure"] != base["ox-web-web1-configure"], change
         assert changed["ox-web-web1-start"] != base["ox-web-web1-start"], change
@@ -85,6 +88,24 @@ def _database(**tuning) -> dict:
     return dict(BASE_CONFIG["database"], tuning=tuning) if tuning else BASE_CONFIG["database"]
 
 
+# The single-knob matrix: one setting changed at a time, as the tests here change them.
+# benchmarks/ counts the steps each knob touches from this table (single_knobs), not a copy.
+TUNING_KNOBS = [{"maxConnections": 300}, {"bufferPoolPercent": 30}, {"durability": "strict"}]
+SST_RSYNC = {"nodes": ["db1", "db2", "db3"], "sstMethod": "rsync"}
+FILESTORE_CHANGE = {"server": "nfs1", "sizeMb": 5000, "maxContexts": 10}
+
+
+def single_knobs() -> dict[str, dict]:
+    """Knob label -> the top-level overrides of BASE_CONFIG that change that one knob."""
+    knobs = {f"database.tuning.{k}={v}": {"database": _database(**t)} for t in TUNING_KNOBS for k, v in t.items()}
+    knobs["database.galera.sstMethod=rsync"] = {"database": dict(BASE_CONFIG["database"], galera=SST_RSYNC)}
+    knobs["filestore.sizeMb=5000,maxContexts=10"] = {"filestore": FILESTORE_CHANGE}
+    for change in FRONTEND_KNOBS:
+        for k, v in change.items():
+            knobs[f"frontend.{k}={v}"] = {"frontend": dict(BASE_CONFIG["frontend"], **change)}
+    return knobs
+
+
 @pytest.fixture
 def estate(stack_config):
     return _estate(stack_config)
@@ -94,7 +115,7 @@ def test_the_same_config_renders_the_same_scripts(stack_config, estate):
     assert _estate(stack_config) == estate
 
 
-@pytest.mark.parametrize("tuning", [{"maxConnections": 300}, {"bufferPoolPercent": 30}, {"durability": "strict"}])
+@pytest.mark.parametrize("tuning", TUNING_KNOBS)
 def test_a_tuning_change_reaches_the_step_that_starts_each_server(stack_config, estate, tuning):
     changed = _estate(stack_config, database=_database(**tuning))
     starters = ["ox-galera-db1-bootstrap", "ox-galera-db2-join", "ox-galera-db3-join",
@@ -110,7 +131,7 @@ def test_a_tuning_change_reaches_the_step_that_starts_each_server(stack_config, 
 
 
 def test_an_sst_method_change_is_applied_at_runtime_and_reaches_the_chain(stack_config, estate):
-    database = dict(BASE_CONFIG["database"], galera={"nodes": ["db1", "db2", "db3"], "sstMethod": "rsync"})
+    database = dict(BASE_CONFIG["database"], galera=SST_RSYNC)
     changed = _estate(stack_config, database=database)
     for name in ("ox-galera-db1-bootstrap", "ox-galera-db2-join", "ox-galera-db3-join"):
         assert changed[name] != estate[name], name
@@ -139,7 +160,7 @@ def test_standalone_start_follows_its_tuning(stack_config):
 
 
 def test_registration_values_reach_their_steps(stack_config, estate):
-    changed = _estate(stack_config, filestore={"server": "nfs1", "sizeMb": 5000, "maxContexts": 10})
+    changed = _estate(stack_config, filestore=FILESTORE_CHANGE)
     assert changed["ox-registration-filestore"] != estate["ox-registration-filestore"]
     assert "changefilestore -i" in changed["ox-registration-filestore"]
     assert changed["ox-registration-server"] == estate["ox-registration-server"]
