@@ -50,7 +50,11 @@ class ReadWriteSplit(pulumi.ComponentResource):
             })
             checks.append(run_script(f"{name}-{h.name}-clustercheck", h, "db/clustercheck.sh.j2", parent=self,
                                      values={"program": CLUSTERCHECK, "program_dir": CLUSTERCHECK_DIR,
-                                             "files": files}, depends_on=galera.ready))
+                                             "files": files},
+                                     # Its own node Synced (verify) is all it needs: its account and the
+                                     # writer table come with the bootstrap, not with the OX grants, which
+                                     # run meanwhile (whatever logs in as openexchange waits for them).
+                                     depends_on=[galera.verified[h.name]]))
 
         proxies = haproxy_steps(name, self, mw_hosts, galera_hosts, converter_frontends, depends_on=checks)
         self.proxies = _parsed(name, proxies)

@@ -97,7 +97,9 @@ class Estate(pulumi.ComponentResource):
                 self.registration = OXRegistration(
                     f"{name}-registration", cfg, self.middleware.admin_host,
                     [self._userdb(t) for t in (db.userdbs or [db.configdb])], cfg.filestore.uri,
-                    self.secrets, [*self.middleware.ready, *filestore_ready, admin_restarted], child)
+                    # Only the admin node: its restart step waited for its own configure (and so for
+                    # the databases); the other middleware nodes take no part in registering.
+                    self.secrets, [*filestore_ready, admin_restarted], child)
             if cfg.frontend and cfg.frontend.floating_address:
                 self.web_vip = FloatingAddress(f"{name}-web-vip", FloatingAddressArgs(
                     cfg.frontend.floating_address, cfg.frontend.vrrp_router_id, self._web_hosts(cfg), "apache",
