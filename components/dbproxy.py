@@ -39,7 +39,8 @@ class ProxiedCluster:
     hosts: list[Host]
     read_port: int
     write_port: int
-    ready: list[pulumi.Resource] = field(default_factory=list)  # clustercheck starts once it is verified
+    # node -> its verify step (Synced): the node's clustercheck starts after it
+    verified: dict[str, pulumi.Resource] = field(default_factory=dict)
 
     @property
     def listeners(self) -> tuple[str, str]:
@@ -74,7 +75,12 @@ class ReadWriteSplit(pulumi.ComponentResource):
                 })
                 checks.append(run_script(f"{name}-{h.name}-clustercheck", h, "db/clustercheck.sh.j2", parent=self,
                                          values={"program": CLUSTERCHECK, "program_dir": CLUSTERCHECK_DIR,
-                                                 "files": files}, depends_on=cluster.ready))
+                                                 "files": files},
+                                         # Its own node Synced (verify) is all it needs: its account and
+                                         # the writer table come with the bootstrap, not with the OX
+                                         # grants, which run meanwhile (whatever logs in as
+                                         # openexchange waits for them).
+                                         depends_on=[cluster.verified[h.name]] if h.name in cluster.verified else []))
 
         proxies = haproxy_steps(name, self, args.mw_hosts, args.clusters, args.converter_frontends, depends_on=checks)
         self.endpoints = {c.name: {"writeEndpoint": f"127.0.0.1:{c.write_port}", "readEndpoint": f"127.0.0.1:{c.read_port}"}

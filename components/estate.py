@@ -67,7 +67,7 @@ class Estate(pulumi.ComponentResource):
         converter_frontends = self._web_hosts(cfg) if cfg.document_converter else []
         if self.galeras and mw_hosts:
             clusters = [ProxiedCluster(t.name, [self.hosts[n] for n in t.spec.nodes], *db.proxy_ports(t),
-                                       ready=self.galeras[t.name].ready) for t in db.of_kind("galera")]
+                                       verified=self.galeras[t.name].verified) for t in db.of_kind("galera")]
             self.db_proxy = ReadWriteSplit(f"{name}-dbproxy", ReadWriteSplitArgs(clusters, mw_hosts, converter_frontends),
                                            child)
         elif converter_frontends and mw_hosts:
@@ -98,7 +98,9 @@ class Estate(pulumi.ComponentResource):
                     admin_host=self.middleware.admin_host,
                     userdbs=[self._userdb(db.named(t)) for t in (db.userdbs or [db.configdb])],
                     filestore_uri=cfg.filestore.uri, secrets=self.secrets,
-                    depends_on=[*self.middleware.ready, *filestore_ready, admin_restarted],
+                    # Only the admin node: its restart step waited for its own configure (and so for
+                    # the databases); the other middleware nodes take no part in registering.
+                    depends_on=[*filestore_ready, admin_restarted],
                     server_name=cfg.middleware.server_name, filestore_size_mb=cfg.filestore.size_mb,
                     filestore_max_contexts=cfg.filestore.max_contexts,
                     first_context=cfg.middleware.first_context), child)

@@ -8,7 +8,9 @@ Creates, as steps named `<cluster>-<node>-<phase>`:
   no Primary component (the node with the highest seqno bootstraps, or the deploy is refused);
 - bootstrap (first node): a new cluster only if no member is running and it is safe, then the
   root password and the least-privileged mariabackup SST user;
-- join (each other node, one after the other): start, wait for Synced;
+- join (each other node, one after the other): start, wait for Synced; its first start uses rsync SST
+  (fast, but it blocks the donor) when a Synced member says the cluster holds no data yet, else the
+  configured method (galera-join.sh.j2, ox_galera_join_sst_method);
 - a settings change: configure applies what it can at runtime and leaves the rest pending;
   bootstrap and join (which carry a digest of their node's files, so they run again exactly
   then) restart their node as a member and wait until it is Synced with every member again, in
@@ -63,6 +65,7 @@ class GaleraCluster(pulumi.ComponentResource):
     read_endpoint: str
     status: pulumi.Output[list]
     ready: list[pulumi.Resource]
+    verified: dict[str, pulumi.Resource]
     # configdb.properties com.openexchange.database.replicationMonitor: wsrep_sync_wait=1 makes reads causal, so OX needs no replication monitor.
     replication_monitor = False
 
@@ -92,15 +95,19 @@ class GaleraCluster(pulumi.ComponentResource):
         first, *others = hosts
         previous = step(first, "bootstrap", "galera-bootstrap.sh.j2", secrets=account_hashes,
                         values={**common, "cluster_name": args.cluster_name, "sst_user": SST_USER,
-                                "peers": [h.address for h in others],
+                                "peers": [h.address for h in others], "node_addresses": self.node_addresses,
                                 "config_digest": config_digest(files[first.name])},
                         depends_on=[configured[first.name], *recovered])
         # Serial joins: each waits for the previous node to be Synced. A settings change restarts
         # the nodes along the same chain: a rolling restart, one node at a time.
+        # The join decides its state transfer method live (rsync while the cluster holds no data):
+        # it asks the other nodes as the probe account, which logs in with the SST password.
         for h in others:
-            previous = step(h, "join", "galera-join.sh.j2",
+            previous = step(h, "join", "galera-join.sh.j2", secrets={"SST_PASSWORD": secrets.sst},
                             values={**common, "cluster_name": args.cluster_name,
-                                    "config_digest": config_digest(files[h.name])},
+                                    "config_digest": config_digest(files[h.name]),
+                                    "sst_method": args.sst_method,
+                                    "peers": [p.address for p in hosts if p is not h]},
                             depends_on=[configured[h.name], previous])
 
         # The writer-last pass: the steps above restart every node but the writer (the node
@@ -114,6 +121,7 @@ class GaleraCluster(pulumi.ComponentResource):
 
         verified = {h.name: step(h, "verify", "galera-verify.sh.j2", depends_on=[previous],
                                  values={"cluster_name": args.cluster_name, "size": len(hosts)}) for h in hosts}
+        self.verified = verified  # host name -> its verify step (clustercheck needs only its own)
         self.status = pulumi.Output.all(*[
             v.stdout.apply(lambda out, n=n: parse_json_line(f"{name}-{n}-verify", out)) for n, v in verified.items()
         ])

@@ -27,9 +27,18 @@ def db(tmp_path_factory):
         estate.first_up = estate.up()
         estate.first_record = estate.record()
         estate.ssh = estate.shell()
+        # What the first joins did, kept before any test starts a node again (tests run in any order).
+        estate.first_joins = {n: _join_stderr(estate, n) for n in GALERA[1:]}
+        estate.first_datadirs = {n: estate.ssh.run(n, "ls /var/lib/mysql")[1].split() for n in GALERA}
         estate.password = _password(estate.state, "configdb-password")
         yield estate
         estate.ssh.close()
+
+
+def _join_stderr(db, node: str) -> str:
+    """The stderr of the node's join step at its last run (the state keeps it; the step streams
+    nothing, as it reads a secret)."""
+    return next(c["stderr"] for urn, c in db.state["commands"].items() if urn.endswith(f"::ox-galera-{node}-join"))
 
 
 def _writer(db, mw: str) -> str:
@@ -82,6 +91,40 @@ def test_timings_are_recorded(db):
     pair = ends["ox-gtid-gdb4-replica"] - min(s["start"] for s in record["steps"] if s["name"].startswith("ox-gtid"))
     print(f"\n3-node Galera Synced in {synced:.1f}s; GTID master-master pair replicating in {pair:.1f}s")
     assert 0 < synced < 600 and 0 < pair < 600
+
+
+# mariabackup's joiner leaves these in the datadir it received; an rsync SST copies the donor's
+# datadir, and no node of a new cluster has them (the bootstrap node never received a transfer).
+MARIABACKUP_MARK = "xtrabackup_galera_info"
+
+
+def test_first_joins_into_the_empty_cluster_used_rsync_once(db):
+    """A new cluster holds no data: each first join asked a Synced member and used rsync (no fixed
+    10 s donor sleep) for that start only; every node runs with the configured method again."""
+    assert MARIABACKUP_MARK not in db.first_datadirs["gdb1"]
+    for node in GALERA[1:]:
+        assert "state transfer: rsync, for this start only" in db.first_joins[node], db.first_joins[node]
+        assert MARIABACKUP_MARK not in db.first_datadirs[node], db.first_datadirs[node]
+    for node in GALERA:
+        assert db.ssh.run(node, "test ! -e /etc/mysql/ox.conf.d/zz-sst-once.cnf")[0] == 0, node
+        assert db.ssh.sql(node, "SELECT @@wsrep_sst_method") == "mariabackup", node
+
+
+def test_a_join_into_a_cluster_holding_data_uses_mariabackup(db):
+    """A node that needs a full state transfer from a cluster that holds data (the OX configdb)
+    gets the configured, non-blocking method, decided by the same join step under converge."""
+    _all_synced(db)
+    writer = _writer(db, "gmw1")
+    node = next(n for n in reversed(GALERA) if n != writer)
+    # A clean stop, then no grastate.dat: its state is unknown, so it needs a full transfer.
+    db.run_on(node, f"/etc/init.d/mariadb stop >/dev/null && rm -f /var/lib/mysql/grastate.dat /var/lib/mysql/{MARIABACKUP_MARK}")
+    result = db.up("--converge")
+    assert "FAIL" not in result.stdout, result.stdout[-3000:]
+    joined = _join_stderr(db, node)
+    assert "state transfer: mariabackup (member " in joined and "holds data)" in joined, joined
+    assert MARIABACKUP_MARK in db.ssh.run(node, "ls /var/lib/mysql")[1].split()
+    assert _down(db) == [] and db.ssh.sql(node, "SELECT @@wsrep_sst_method") == "mariabackup"
+    assert db.ssh.run(node, "test ! -e /etc/mysql/ox.conf.d/zz-sst-once.cnf")[0] == 0
 
 
 def test_tuning_dropped_for_10_11_is_absent_and_durability_is_ox(db):

@@ -454,8 +454,9 @@ def test_the_start_step_never_restarts_for_a_new_server_id(tmp_path):
     assert box.calls("service") == [] and box.marker == "server_id\n"
 
 
-JOIN = {"datadir": "/var/lib/mysql", "cluster_name": "oxcluster", "config_digest": "d2"}
-BOOTSTRAP = {**JOIN, "sst_user": "sstuser", "peers": []}
+JOIN = {"datadir": "/var/lib/mysql", "cluster_name": "oxcluster", "config_digest": "d2", "sst_method": "mariabackup",
+        "peers": []}
+BOOTSTRAP = {**JOIN, "sst_user": "sstuser", "peers": [], "node_addresses": []}
 DB_SECRETS = _b64(MYSQL_ROOT_HASH=mysql_native_hash("root-pw-1"), SST_HASH=mysql_native_hash("sst-pw-2"))
 
 

@@ -65,8 +65,30 @@ def test_passwords_travel_on_stdin_only(recording):
         assert key in unwrap(step.inputs["stdin"])
         assert ROOT_PW not in unwrap(step.inputs["create"])
         assert step.inputs["logging"] == "none"
+    # The join logs in to the other members as the probe account (it decides its SST method live).
     join = recording.named("ox-galera-db2-join")
-    assert "stdin" not in join.inputs and join.inputs["logging"] == "stdoutAndStderr"
+    assert is_secret(join.inputs["stdin"]) and "SST_PASSWORD=" in unwrap(join.inputs["stdin"])
+    assert join.inputs["logging"] == "none"
+
+
+def test_each_join_decides_its_state_transfer_method_live(recording):
+    """rsync only when a Synced member says the cluster holds no data, asked at the join itself;
+    the configured method (mariabackup) otherwise, and for every later start."""
+    for joiner, peers in (("db2", "10.0.0.11 10.0.0.13"), ("db3", "10.0.0.11 10.0.0.12")):
+        script = script_of(recording.named(f"ox-galera-{joiner}-join"))
+        assert f"sst_method=$(ox_galera_join_sst_method mariabackup {peers})" in script
+        assert "ox_sst_once \"$sst_method\"" in script and "ox_sst_once_done mariabackup" in script
+        assert "trap ox_sst_once_clear EXIT" in script
+        assert "information_schema.SCHEMATA" in script and "ox_clustercheck.writer" in script
+    # The wsrep.cnf every node starts with keeps the configured method.
+    assert "wsrep_sst_method = mariabackup" in script_of(recording.named("ox-galera-db2-configure"))
+
+
+def test_the_bootstrap_creates_the_probe_account_for_every_node(recording):
+    script = script_of(recording.named("ox-galera-db1-bootstrap"))
+    assert "probe_from=(10.0.0.11 10.0.0.12 10.0.0.13 )" in script
+    assert "GRANT SHOW DATABASES ON *.* TO '${OX_SST_PROBE_USER}'" in script
+    assert "GRANT SELECT ON ox_clustercheck.writer TO '${OX_SST_PROBE_USER}'" in script
 
 
 def test_config_is_sized_from_the_nodes_facts_and_lists_every_member(recording):
