@@ -70,15 +70,9 @@ async def long_polls(host: str, port: int, n: int) -> dict:
         finally:
             writer.close()
 
-    done = []
-    try:
-        done = await asyncio.wait_for(asyncio.gather(*(client() for _ in range(n)), return_exceptions=True),
-                                      TRIAL_SECONDS)
-    except asyncio.TimeoutError:
-        pass
-    errors = sorted({type(d).__name__ for d in done if d is not None})
+    _, errors = await _trial(client, n)
     return {"n": n, "ok": answered == n and slowest <= HOLD_SECONDS + QUEUE_SECONDS, "held": answered,
-            "slowest": slowest, "errors": errors or (["timeout"] if not done else [])}
+            "slowest": slowest, "errors": errors}
 
 
 async def keepalive_conns(host: str, port: int, n: int) -> dict:
@@ -107,16 +101,23 @@ async def keepalive_conns(host: str, port: int, n: int) -> dict:
         finally:
             writer.close()
 
+    done, errors = await _trial(client, n)
+    held = sum(1 for d in done if d is None)
+    return {"n": n, "ok": held == n and slowest <= QUEUE_SECONDS, "held": held, "opened": opened,
+            "slowest": slowest, "errors": errors}
+
+
+async def _trial(client, n: int) -> tuple[list, list[str]]:
+    """Run `n` clients at once for at most TRIAL_SECONDS: what each returned (None, or the error
+    it raised; nothing at all after a timeout), and the error names (`timeout` then)."""
     done = []
     try:
         done = await asyncio.wait_for(asyncio.gather(*(client() for _ in range(n)), return_exceptions=True),
                                       TRIAL_SECONDS)
     except asyncio.TimeoutError:
         pass
-    held = sum(1 for d in done if d is None)
     errors = sorted({type(d).__name__ for d in done if d is not None})
-    return {"n": n, "ok": held == n and slowest <= QUEUE_SECONDS, "held": held, "opened": opened,
-            "slowest": slowest, "errors": errors or (["timeout"] if not done else [])}
+    return done, errors or (["timeout"] if not done else [])
 
 
 def trial(host: str, port: int, n: int, kind=keepalive_conns) -> dict:

@@ -145,3 +145,16 @@ def lab_estate(stack: str, subnet: str, bridge: str, state_dir: Path):
         down = estate.lab("down", timeout=600)
         if down.returncode != 0:
             print(f"lab down for {stack} failed:\n{down.stdout}\n{down.stderr}", file=sys.stderr)
+
+
+@contextmanager
+def estate_up(stack: str, subnet: str, bridge: str, state_dir: Path):
+    """`lab_estate`, brought up once, with the first `up`'s result (`first_up`) and an open shell
+    on its hosts (`ssh`): what a module's tests share."""
+    with lab_estate(stack, subnet, bridge, state_dir) as estate:
+        estate.first_up = estate.up()
+        estate.ssh = estate.shell()
+        try:
+            yield estate
+        finally:
+            estate.ssh.close()

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from estate import lab_estate, requires_lab
+from estate import estate_up, requires_lab
 
 pytestmark = requires_lab
 
@@ -21,13 +21,8 @@ CLIENT = "/opt/open-xchange/etc/documentconverter-client.properties"
 
 @pytest.fixture(scope="module")
 def dc(tmp_path_factory):
-    with lab_estate("lab-dc", "10.223.0.0/24", "oxlabc0", tmp_path_factory.mktemp("lab-dc")) as estate:
-        estate.first_up = estate.up()
-        estate.ssh = estate.shell()
-        try:
-            yield estate
-        finally:
-            estate.ssh.close()
+    with estate_up("lab-dc", "10.223.0.0/24", "oxlabc0", tmp_path_factory.mktemp("lab-dc")) as estate:
+        yield estate
 
 
 def _routes(estate, host: str, count: int, cookie: str = "") -> list[str]:

@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from components import config
-from estate import lab_estate, requires_lab
+from estate import estate_up, requires_lab
 
 pytestmark = requires_lab
 
@@ -22,13 +22,8 @@ WRITE = READ + 1
 
 @pytest.fixture(scope="module")
 def multi(tmp_path_factory):
-    with lab_estate("lab-multi", "10.224.0.0/24", "oxlabm0", tmp_path_factory.mktemp("lab-multi")) as estate:
-        estate.first_up = estate.up()
-        estate.ssh = estate.shell()
-        try:
-            yield estate
-        finally:
-            estate.ssh.close()
+    with estate_up("lab-multi", "10.224.0.0/24", "oxlabm0", tmp_path_factory.mktemp("lab-multi")) as estate:
+        yield estate
 
 
 def test_up_verifies_every_topology_and_the_registration_chain(multi):
