@@ -6,7 +6,7 @@ build the estate, export the outputs other stacks reference (named in components
 
 import pulumi
 
-from components import config
+from components.core import config
 from components.estate import Estate
 
 cfg = config.load()

@@ -25,7 +25,7 @@ GALERA = ["bdb1", "bdb2", "bdb3"]
 MIDDLEWARE = ["bmw1", "bmw2", "bmw3"]
 WEB = "bweb1"
 GCACHE = "database.galera.gcacheSize=160M"  # read only at start: a rolling restart of the Galera nodes
-# Debian's own mpm_event.conf is in mods-enabled; ours overrides it from conf-enabled (components/frontend.py).
+# Debian's own mpm_event.conf is in mods-enabled; ours overrides it from conf-enabled (components/web/frontend.py).
 OURS_LINK = "/etc/apache2/conf-enabled/ox-mpm-event.conf"
 PARKED = "/root/ox-bench-mpm-event.conf.link"
 STATE_COMMENT = ("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "

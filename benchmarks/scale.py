@@ -13,7 +13,7 @@ figure is the steadier one on a loaded machine), peak RSS. Then the growth
 between sizes: ratios, and the log-log slope (1 = linear, 2 = quadratic) of each figure.
 
 The rolling restart drains and readmits every backend node at every Apache, one step each
-(components/mwrestart.py), so with frontends growing with the estate those steps grow as
+(components/mw/mwrestart.py), so with frontends growing with the estate those steps grow as
 middleware nodes x frontends; `--frontends` holds that factor fixed.
 """
 

@@ -15,24 +15,24 @@ from dataclasses import replace
 
 import pulumi
 
-from . import mycnf
-from .baseline import HostBaseline
-from .config import GALERA, GTID, DbTopology, EstateConfig, FilestoreSpec, ProviderKind
-from .dbproxy import ConverterProxy, ProxiedCluster, ReadWriteSplit, ReadWriteSplitArgs
-from .docconverter import ConverterNode, DocumentConverterArgs, DocumentConverterNodes
-from .filestore import NfsFilestore, NfsFilestoreArgs
-from .firewall import HostFirewall, HostFirewallArgs
-from .floating import FloatingAddress, FloatingAddressArgs
-from .frontend import ApacheFrontend, ApacheFrontendArgs, Backend, Converters
-from .galera import GaleraCluster, GaleraClusterArgs
-from .gtid import GtidPair, GtidPairArgs, GtidServer
-from .hosts import provision_hosts
-from .mariadb import DbPasswords
-from .middleware import ConfigdbEndpoints, OXMiddlewareGroup, OXMiddlewareGroupArgs, OXNode
-from .mwrestart import MiddlewareRestarts
-from .registration import OXRegistration, OXRegistrationArgs, UserDb
-from .secrets import stack_secrets
-from .standalone import StandaloneDb, StandaloneDbArgs
+from .core.baseline import HostBaseline
+from .core.config import GALERA, GTID, DbTopology, EstateConfig, FilestoreSpec, ProviderKind
+from .core.firewall import HostFirewall, HostFirewallArgs
+from .core.floating import FloatingAddress, FloatingAddressArgs
+from .core.hosts import provision_hosts
+from .core.secrets import stack_secrets
+from .db import mycnf
+from .db.dbproxy import ConverterProxy, ProxiedCluster, ReadWriteSplit, ReadWriteSplitArgs
+from .db.galera import GaleraCluster, GaleraClusterArgs
+from .db.gtid import GtidPair, GtidPairArgs, GtidServer
+from .db.mariadb import DbPasswords
+from .db.standalone import StandaloneDb, StandaloneDbArgs
+from .fs.filestore import NfsFilestore, NfsFilestoreArgs
+from .mw.docconverter import ConverterNode, DocumentConverterArgs, DocumentConverterNodes
+from .mw.middleware import ConfigdbEndpoints, OXMiddlewareGroup, OXMiddlewareGroupArgs, OXNode
+from .mw.mwrestart import MiddlewareRestarts
+from .mw.registration import OXRegistration, OXRegistrationArgs, UserDb
+from .web.frontend import ApacheFrontend, ApacheFrontendArgs, Backend, Converters
 
 
 class Estate(pulumi.ComponentResource):
@@ -63,7 +63,7 @@ class Estate(pulumi.ComponentResource):
         # The single-cluster keys' topologies, for the stack outputs that predate named ones.
         self.galera, self.gtid, self.gtid_vip = self.galeras.get(GALERA), self.gtids.get(GTID), self.gtid_vips.get(GTID)
         # OX's converter client reaches the converters through its node's HAProxy, round robin over
-        # the frontends (components/middleware.py CONVERTER_URL): one HAProxy config per node.
+        # the frontends (components/mw/middleware.py CONVERTER_URL): one HAProxy config per node.
         converter_frontends = self._web_hosts(cfg) if cfg.document_converter else []
         if self.galeras and mw_hosts:
             clusters = [ProxiedCluster(t.name, [self.hosts[n] for n in t.spec.nodes], *db.proxy_ports(t),

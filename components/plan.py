@@ -83,7 +83,7 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[d
     """`stacks/Pulumi.<stack>.yaml` as the engine hands it to the program (`ns:key` -> text), with
     `overrides` (keys without the namespace; the secret keys' values as secrets) on top; and the
     secret keys. Encrypted values cannot be read here: those secrets are generated, as where unset."""
-    from .config import SECRET_KEYS
+    from .core.config import SECRET_KEYS
 
     data = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
     raw = {k if ":" in k else f"{NAMESPACE}:{k}": v for k, v in (data.get("config") or {}).items()
@@ -196,7 +196,7 @@ def _script(command: Any) -> str | None:
     command = _plain(command)
     if not isinstance(command, str):
         return None
-    from .remote import script_argv
+    from .core.remote import script_argv
 
     argv = script_argv(command)
     return argv[2] if argv[:2] == ["bash", "-c"] and len(argv) == 4 else command
@@ -282,7 +282,7 @@ def render_plan(stack: str, out: str | Path, overrides: dict[str, Any] | None = 
 
 def _scrubber(ev: Evaluation) -> Callable[[str], str]:
     """Sentinels to their placeholders; any secret value (or its MariaDB hash) to `<secret>`."""
-    from .secrets import mysql_native_hash
+    from .core.secrets import mysql_native_hash
 
     texts = {s: p for s, p in ev.unknown_values.items() if not s.isdigit()}
     ids = {s: p for s, p in ev.unknown_values.items() if s.isdigit()}
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stack", required=True, help="stacks/Pulumi.<stack>.yaml")
     ap.add_argument("--out", required=True, help="directory to write the plan into")
     a = ap.parse_args(argv)
-    from .config import ConfigError
+    from .core.config import ConfigError
 
     if not (ROOT / "stacks" / f"Pulumi.{a.stack}.yaml").is_file():
         ap.error(f"no stack config stacks/Pulumi.{a.stack}.yaml")

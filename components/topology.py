@@ -1,6 +1,6 @@
 """The estate's topology as a picture: hosts grouped by role, and the flows between them.
 
-Built from the typed stack config (components/config.py), the same one Estate wires the
+Built from the typed stack config (components/core/config.py), the same one Estate wires the
 components from: clients -> (floating address) -> Apache -> OX nodes by jkroute -> HAProxy on each
 OX node -> the Galera writer (3307) and readers (3306); OX -> the GTID pair (writes to the master
 or its floating address, reads from the slave); NFS mounts; Galera peers; GTID replication.
@@ -16,7 +16,7 @@ from typing import Any
 
 import graphviz
 
-from .config import EstateConfig, parse
+from .core.config import EstateConfig, parse
 
 _STYLE = {"fontname": "Helvetica", "fontsize": "11"}
 # Fill colours by role, and the colour of each kind of flow.

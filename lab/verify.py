@@ -22,7 +22,7 @@ from typing import Callable
 
 import paramiko
 
-from components.frontend import ADMIN_PORT
+from components.web.frontend import ADMIN_PORT
 from lab import hosts as lab_hosts
 
 Check = tuple[str, bool, str]
@@ -372,7 +372,7 @@ def _frontend(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     return checks
 
 
-CONVERTER_URL = "http://127.0.0.1:8008/documentconverterws"  # components/middleware.py CONVERTER_URL
+CONVERTER_URL = "http://127.0.0.1:8008/documentconverterws"  # components/mw/middleware.py CONVERTER_URL
 CLIENT_PROPERTIES = "/opt/open-xchange/etc/documentconverter-client.properties"
 
 

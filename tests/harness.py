@@ -54,7 +54,7 @@ class Recording:
 
     def waits_for(self, name: str) -> set[str]:
         """The URNs of everything the resource `name` waits for: its dependencies and theirs. Many
-        steps that need many others depend on one waypoint between them (components/remote.py)."""
+        steps that need many others depend on one waypoint between them (components/core/remote.py)."""
         by_urn = {r.urn: r for r in self.registrations}
         seen: set[str] = set()
         todo = list(self.named(name).dependencies)
@@ -87,7 +87,7 @@ def unwrap(value: Any) -> Any:
 
 def script_of(registration: "Registration", field: str = "create") -> str:
     """The script a step runs: its `bash -c '<script>' <step>` command, unquoted."""
-    from components.remote import script_argv
+    from components.core.remote import script_argv
 
     argv = script_argv(unwrap(registration.inputs[field]))
     assert argv[:2] == ["bash", "-c"] and len(argv) == 4, argv[:2]
@@ -149,7 +149,7 @@ class UnitMocks(pulumi.runtime.Mocks):
             return json.dumps({"host": name.split("-")[-2], "url": url, "mpm": "event", "generation": 1,
                                "pid": 100, "balancer": 200})
         if name.endswith("-check") and "WebService is running" in create:  # a document converter
-            from components.remote import script_argv
+            from components.core.remote import script_argv
 
             script = script_argv(create)[2]
             host, route = re.search(r"\\n' (\S+) (\S+) \"\$url\"", script).groups()

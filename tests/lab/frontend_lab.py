@@ -31,7 +31,7 @@ HOST_BACKEND = f"{HOST_DIR}/fake_backend.py"
 ROUTES = {"wmw1": "OX1", "wmw2": "OX2", "wmw3": "OX3", "wmw4": "PROV"}  # wmw4: provisioning
 WEB = "10.217.0.41"
 ADMIN_PORT = 8088
-MANAGER_PORT = 8089  # components/frontend.py MANAGER_PORT: balancer-manager on 127.0.0.1 only
+MANAGER_PORT = 8089  # components/web/frontend.py MANAGER_PORT: balancer-manager on 127.0.0.1 only
 ADMIN_HOST, OTHER_HOST = "wmw1", "wdb1"  # inside / outside adminNetworks 10.217.0.16/28
 BACKEND_LOG = "/tmp/fake-backend.log"
 # One balancer-manager worker row: balancer, worker URL, route, redirect, factor, set, status.

@@ -163,7 +163,7 @@ def _changed(record: dict) -> dict[str, str]:
 def _soap_from(estate, host: str) -> str:
     """SOAP on the frontend's admin listener, as `host` sees it: 200, or 000 when nothing answers
     (fweb1's firewall drops what is not from an admin network)."""
-    from components.frontend import ADMIN_PORT
+    from components.web.frontend import ADMIN_PORT
 
     web = estate.state["outputs"]["frontendUrls"][0].removesuffix("/appsuite/")
     return estate.run_on(host, f"curl -s --max-time 5 -o /dev/null -w '%{{http_code}}' {web}:{ADMIN_PORT}/webservices/x",

@@ -1,6 +1,6 @@
 """The static hosts' firewall for real: nftables in every lab host, from the port table.
 
-One lab estate (stack lab-fw: every role, so every row of components/ports.py is on some host)
+One lab estate (stack lab-fw: every role, so every row of components/core/ports.py is on some host)
 in its own subnet. It must come up and verify behind its firewalls (the table is complete for
 what the estate really does); then, from every host and from the runner, every table port (and
 a few that are never open) of every other host is probed, and each must be open exactly where the
@@ -19,8 +19,8 @@ import yaml
 
 from estate import ROOT, lab_estate, lab_mark
 
-from components.config import Role
-from components.ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, PORT_RULES
+from components.core.config import Role
+from components.core.ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, PORT_RULES
 
 pytestmark = lab_mark(("ip", "mariadbd", "haproxy", "sshd", "nft"))
 

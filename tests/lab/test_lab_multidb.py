@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 
-from components import config
+from components.core import config
 from estate import estate_up, requires_lab
 
 pytestmark = requires_lab

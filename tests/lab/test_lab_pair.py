@@ -37,7 +37,7 @@ def test_facts_stdout_reached_the_next_step(pair):
 def test_record_has_every_step_with_timings_and_dependencies(pair):
     steps = {s["name"]: s for s in pair.first_record["steps"]}
     assert steps["pmw1-hosts-file"]["exitCode"] == 0
-    # Every hosts-file step waits for every facts step through one waypoint (components/baseline.py).
+    # Every hosts-file step waits for every facts step through one waypoint (components/core/baseline.py).
     assert "ox-baseline-facts-ready" in steps["pmw1-hosts-file"]["dependencies"]
     assert "pdb1-facts" in steps["ox-baseline-facts-ready"]["dependencies"]
     assert steps["pmw1-hosts-file"]["start"] >= steps["ox-baseline-facts-ready"]["end"] >= steps["pdb1-facts"]["end"]

@@ -20,14 +20,15 @@ import pulumi
 import pytest
 from pulumi_command import remote
 
-from components import config, mycnf
-from components.frontend import ApacheFrontend, Backend
+from components.core import config
+from components.db import mycnf
+from components.web.frontend import ApacheFrontend, Backend
 from components.estate import frontend_args
-from components.hosts import static_hosts
-from components.parse import parse_context_id, parse_registered_id
-from components.remote import command_line, render_step
-from components.render import Rendered
-from components.secrets import mysql_native_hash
+from components.core.hosts import static_hosts
+from components.core.parse import parse_context_id, parse_registered_id
+from components.core.remote import command_line, render_step
+from components.core.render import Rendered
+from components.core.secrets import mysql_native_hash
 from harness import Recording, run_built, run_program, script_of
 from conftest import BASE_CONFIG
 

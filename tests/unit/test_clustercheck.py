@@ -5,14 +5,14 @@ import sys
 
 import pytest
 
-from components.render import TEMPLATES
+from components.core.render import template_path
 
 pytest.importorskip("pymysql")
 
 
 @pytest.fixture(scope="module")
 def cc():
-    spec = importlib.util.spec_from_file_location("clustercheck", TEMPLATES / "files" / "clustercheck.py")
+    spec = importlib.util.spec_from_file_location("clustercheck", template_path("files/clustercheck.py"))
     module = importlib.util.module_from_spec(spec)
     saved = sys.argv
     sys.argv = ["clustercheck", "10.0.0.2", "10.0.0.1,10.0.0.3"]  # this node is .2

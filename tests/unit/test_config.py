@@ -2,8 +2,8 @@
 
 import pytest
 
-from components import config
-from components.config import ConfigError, parse
+from components.core import config
+from components.core.config import ConfigError, parse
 from harness import run_program
 
 SECRET = {"sshPrivateKey"}

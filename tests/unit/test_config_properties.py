@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components import config
-from components.config import ConfigError, parse
+from components.core import config
+from components.core.config import ConfigError, parse
 from conftest import BASE_CONFIG
 from harness import run_program, script_of
 

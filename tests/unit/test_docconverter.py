@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from components import config
-from components.docconverter import config_digest
-from components.dbproxy import ProxiedCluster, listener_values
-from components.firewall import ruleset_values
-from components.middleware import CONVERTER_URL
-from components.render import render
+from components.core import config
+from components.mw.docconverter import config_digest
+from components.db.dbproxy import ProxiedCluster, listener_values
+from components.core.firewall import ruleset_values
+from components.mw.middleware import CONVERTER_URL
+from components.core.render import render
 from conftest import BASE_CONFIG
 from harness import is_secret, run_program, script_of
 from test_frontend import ADDRESSES, BACKENDS, _apache, _mpm, needs_apache
 
-from components.frontend import members_for, site_config
+from components.web.frontend import members_for, site_config
 
 DC_HOSTS = [{"name": "dc1", "address": "10.0.0.51"}, {"name": "dc2", "address": "10.0.0.52"}]
 CONVERTERS = {"nodes": [{"host": "dc1", "route": "DC1"}, {"host": "dc2", "route": "DC2"}]}

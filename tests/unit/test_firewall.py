@@ -11,11 +11,11 @@ import subprocess
 
 import pytest
 
-from components.config import Role, parse
-from components.firewall import admin_cidrs, host_rules, ruleset_values
-from components.ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, PORT_RULES
-from components.remote import CONVERGING, command_line, render_step
-from components.render import render
+from components.core.config import Role, parse
+from components.core.firewall import admin_cidrs, host_rules, ruleset_values
+from components.core.ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, PORT_RULES
+from components.core.remote import CONVERGING, command_line, render_step
+from components.core.render import render
 from harness import run_program, script_of, unwrap
 
 SECRET = {"sshPrivateKey"}

@@ -5,7 +5,7 @@ import base64
 
 import pytest
 
-from components.config import ConfigError, parse
+from components.core.config import ConfigError, parse
 from harness import is_secret, run_program, script_of, unwrap
 
 SECRET = {"sshPrivateKey"}

@@ -15,11 +15,11 @@ import pulumi
 import pytest
 from pulumi_command import remote
 
-from components import config
-from components.frontend import ADMIN_PORT, MANAGER_PORT, MODULES, ApacheFrontend, Backend, mpm_values, members_for, site_config
+from components.core import config
+from components.web.frontend import ADMIN_PORT, MANAGER_PORT, MODULES, ApacheFrontend, Backend, mpm_values, members_for, site_config
 from components.estate import frontend_args
-from components.hosts import static_hosts
-from components.render import render
+from components.core.hosts import static_hosts
+from components.core.render import render
 from harness import Recording, UnitMocks, is_secret, script_of, set_recording_mocks, unwrap
 from conftest import BASE_CONFIG
 from lab import pathcorpus

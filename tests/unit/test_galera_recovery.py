@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.galera_recovery import ZERO_UUID, NodeState, decide
-from components.parse import StepOutputError, parse_galera_probe
-from components.galera_recovery_steps import node_state
+from components.db.galera_recovery import ZERO_UUID, NodeState, decide
+from components.core.parse import StepOutputError, parse_galera_probe
+from components.db.galera_recovery_steps import node_state
 
 U = "6b1c8f7e-1111-2222-3333-444455556666"
 V = "9f00aa11-aaaa-bbbb-cccc-ddddeeeeffff"

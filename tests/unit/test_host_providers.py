@@ -2,8 +2,8 @@
 
 import pytest
 
-from components.aws_hosts import SG_RULES
-from components.sshkeys import public_key_of
+from components.core.aws_hosts import SG_RULES
+from components.core.sshkeys import public_key_of
 from harness import is_secret, run_program, script_of, unwrap
 
 AWS = {"provider": "aws", "ssh": {"user": "admin"}, "aws": {"adminCidr": "203.0.113.0/24"},

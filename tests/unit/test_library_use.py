@@ -14,13 +14,13 @@ import pulumi
 import pytest
 from pulumi_command import remote
 
-from components import config as stack_config_module
-from components.config import Role
-from components.filestore import NfsFilestore, NfsFilestoreArgs
-from components.frontend import ApacheFrontend, ApacheFrontendArgs, Backend
-from components.hosts import Host
-from components.middleware import ConfigdbEndpoints, OXMiddlewareGroup, OXMiddlewareGroupArgs, OXNode
-from components.secrets import StackSecrets
+from components.core import config as stack_config_module
+from components.core.config import Role
+from components.fs.filestore import NfsFilestore, NfsFilestoreArgs
+from components.web.frontend import ApacheFrontend, ApacheFrontendArgs, Backend
+from components.core.hosts import Host
+from components.mw.middleware import ConfigdbEndpoints, OXMiddlewareGroup, OXMiddlewareGroupArgs, OXNode
+from components.core.secrets import StackSecrets
 from tests.harness import is_secret, run_built, script_of
 
 

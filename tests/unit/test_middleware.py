@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from components.frontend import MANAGER_PORT
+from components.web.frontend import MANAGER_PORT
 from harness import is_secret, run_program, script_of, unwrap
 
 SECRET = {"sshPrivateKey", "oxAdminMasterPassword"}
@@ -177,7 +177,7 @@ def test_s3_filestore_is_registered_without_nfs(stack_config):
 
 
 def test_filestore_needs_exactly_one_of_server_and_s3(stack_config):
-    from components.config import ConfigError, parse
+    from components.core.config import ConfigError, parse
 
     with pytest.raises(ConfigError, match="ox-estate:filestore: set either server"):
         parse(stack_config(filestore={"server": "nfs1", "s3Uri": "s3://x"}), {"sshPrivateKey"})
@@ -197,7 +197,7 @@ def test_repository_packages_use_stdin_credentials(stack_config):
 
 
 def test_repository_without_password_is_refused(stack_config):
-    from components.config import ConfigError, parse
+    from components.core.config import ConfigError, parse
 
     mw = {"nodes": [{"host": "mw1", "jkroute": "OX1"}], "packageSource": "repository", "repositoryUrl": "https://x/y"}
     with pytest.raises(ConfigError, match="ox-estate:oxRepositoryPassword: packageSource 'repository' needs"):

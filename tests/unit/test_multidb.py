@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components import config
-from components.config import ConfigError, DatabaseSpec, DbTopology, NamedGaleraSpec, parse
-from components.dbproxy import ProxiedCluster, listener_values
-from components.render import Rendered
+from components.core import config
+from components.core.config import ConfigError, DatabaseSpec, DbTopology, NamedGaleraSpec, parse
+from components.db.dbproxy import ProxiedCluster, listener_values
+from components.core.render import Rendered
 from harness import UnitMocks, run_program, script_of, unwrap
 from test_changes_take_effect import HAPROXY_FAKES, HAPROXY_INIT, Box, _fake, needs_root
 

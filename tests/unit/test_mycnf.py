@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from components import mycnf
-from components.config import parse
+from components.db import mycnf
+from components.core.config import parse
 
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
 needs_mariadbd = pytest.mark.skipif(not shutil.which("mariadbd") and not shutil.which("/usr/sbin/mariadbd"),

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from components import plan, topology
-from components.dbproxy import MAXCONN, ProxiedCluster, listener_values
-from components.render import render
+from components.db.dbproxy import MAXCONN, ProxiedCluster, listener_values
+from components.core.render import render
 
 ROOT = Path(__file__).resolve().parents[2]
 # Known secret values given as the stack's secret config, to be found nowhere in the plan.

@@ -5,9 +5,9 @@ import json
 import pulumi
 import pytest
 
-from components.hosts import Host
-from components.parse import StepOutputError
-from components.remote import SecretInScriptError, run_script
+from components.core.hosts import Host
+from components.core.parse import StepOutputError
+from components.core.remote import SecretInScriptError, run_script
 from harness import UnitMocks, is_secret, run_program, unwrap
 
 SECRET = {"sshPrivateKey", "mysqlRootPassword", "configdbPassword"}
@@ -98,7 +98,7 @@ def test_no_step_has_triggers_so_no_change_replaces_one_or_runs_an_undo(recordin
 
 
 def test_converge_changes_exactly_the_probe_and_repair_scripts(stack_config):
-    from components.remote import CONVERGING
+    from components.core.remote import CONVERGING
 
     def scripts(**overrides):
         rec = run_program(stack_config(**overrides), {"sshPrivateKey"})
@@ -115,7 +115,7 @@ def test_converge_changes_exactly_the_probe_and_repair_scripts(stack_config):
     assert not [n for n in changed if n.endswith(("-install", "-facts", "-hosts-file", "-initconfigdb", "-packages"))]
     assert len(CONVERGING) >= 15
     # a token that could break out of the script's comment is refused by config validation
-    from components.config import ConfigError, parse
+    from components.core.config import ConfigError, parse
 
     with pytest.raises(ConfigError, match="converge"):
         parse({**stack_config(), "converge": "x\ntouch /tmp/pwned"}, {"sshPrivateKey"})

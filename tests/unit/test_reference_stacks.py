@@ -23,8 +23,8 @@ import pulumi
 import pytest
 import yaml
 
-from components import config
-from components.ports import ADMIN_NETWORKS, PORT_RULES
+from components.core import config
+from components.core.ports import ADMIN_NETWORKS, PORT_RULES
 from harness import ROOT, Recording, run_program, script_of, unwrap
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
@@ -128,7 +128,7 @@ def _expected_types(stack: str, layout: Layout) -> dict[str, int]:
         "ox-estate:mw:OXMiddlewareGroup": 1, "ox-estate:mw:MiddlewareRestarts": 1, "ox-estate:mw:Registration": 1,
         "ox-estate:fs:NfsFilestore": 1, "ox-estate:web:ApacheFrontend": 1,
         "ox-estate:net:FloatingAddress": len(layout.floating),
-        # the stack passwords not set in config (components/secrets.py), one VRRP password per
+        # the stack passwords not set in config (components/core/secrets.py), one VRRP password per
         # floating address
         "random:index/randomPassword:RandomPassword": len(GENERATED) + len(layout.floating),
     }

@@ -4,8 +4,8 @@ context's filter, and what no context can carry is refused, naming the template.
 import jinja2
 import pytest
 
-from components import render as render_module
-from components.render import PLAIN_TOKEN, Rendered, UnsafeValue, render
+from components.core import render as render_module
+from components.core.render import PLAIN_TOKEN, Rendered, UnsafeValue, render
 
 
 def _env_render(source: str, **values) -> str:
@@ -68,3 +68,20 @@ def test_the_plain_token_rule_has_no_shell_or_config_metacharacters():
 def test_strict_undefined_still_holds():
     with pytest.raises(jinja2.UndefinedError):
         _env_render("{{ missing }}")
+
+
+def test_each_template_name_lives_in_one_tier():
+    """Tiers keep their own templates; a name in two tiers would render whichever comes first."""
+    by_name: dict[str, list] = {}
+    for root in render_module.TEMPLATE_ROOTS:
+        for p in root.rglob("*"):
+            if p.is_file():
+                by_name.setdefault(str(p.relative_to(root)), []).append(root.parent.name)
+    assert len(by_name) > 50
+    assert {n: tiers for n, tiers in by_name.items() if len(tiers) > 1} == {}
+
+
+def test_a_tier_renders_what_it_includes_from_another():
+    """A db script includes the core prelude's helpers by name, across tiers."""
+    assert render_module.template_path("scripts/db/galera-join.sh.j2").parts[-5:-3] == ("db", "templates")
+    assert render_module.template_path("prelude.sh.j2").parts[-3:-1] == ("core", "templates")

@@ -22,7 +22,7 @@ SECRET = {"sshPrivateKey"}
 
 def _edges(hosts: int, ssh_key: str) -> tuple[int, int]:
     # Two frontends at both sizes: the rolling restart's drain and readmit steps are one per
-    # backend node per Apache by design (components/mwrestart.py), so frontends growing with the
+    # backend node per Apache by design (components/mw/mwrestart.py), so frontends growing with the
     # estate would make them, and only them, grow as a product.
     rec = run_program(sized_config(hosts, ssh_key, frontends=2), SECRET)
     regs = rec.non_stack

@@ -12,9 +12,9 @@ import subprocess
 
 import pytest
 
-from components.parse import parse_facts
-from components.remote import command_line, render_step
-from components.render import render
+from components.core.parse import parse_facts
+from components.core.remote import command_line, render_step
+from components.core.render import render
 
 
 def _run(template: str, values: dict, stdin: str = "", step: str = "t1-step", host: str = "t1", wrap=()):

@@ -13,10 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import pulumi  # noqa: E402
 
-from components import config  # noqa: E402
-from components.frontend import ApacheFrontend, Backend  # noqa: E402
+from components.core import config  # noqa: E402
+from components.web.frontend import ApacheFrontend, Backend  # noqa: E402
 from components.estate import frontend_args  # noqa: E402
-from components.hosts import static_hosts  # noqa: E402
+from components.core.hosts import static_hosts  # noqa: E402
 
 cfg = config.load()
 hosts = static_hosts(cfg, pulumi.Output.secret(cfg.secrets.ssh_private_key.get_secret_value()))

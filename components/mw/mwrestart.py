@@ -2,7 +2,7 @@
 a drain at every Apache (OX "Running a cluster", rolling strategy), never all at once.
 
 The middleware's configure steps write the new settings on every node in parallel and leave the
-restart pending (components/templates/scripts/mw/ox-configure.sh.j2). This component then
+restart pending (components/mw/templates/scripts/mw/ox-configure.sh.j2). This component then
 creates, for each middleware node in config order, a chain of steps:
 - `<name>-<web>-drain-<node>` (every web host, backend nodes only): balancer-manager on that
   Apache drains the node (no new sessions) and disables it, so its sticky sessions move to the
@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import pulumi
 
-from .frontend import BALANCERS, MANAGER_PORT, ApacheFrontend
-from .parse import parse_json_line
+from ..core.parse import parse_json_line
+from ..core.remote import behind, run_script, waypoint
+from ..web.frontend import BALANCERS, MANAGER_PORT, ApacheFrontend
 from .middleware import OXMiddlewareGroup
-from .remote import behind, run_script, waypoint
 
 
 class MiddlewareRestarts(pulumi.ComponentResource):

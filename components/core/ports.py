@@ -18,7 +18,7 @@ What listens where, and why a port is absent (checked against the templates):
 | 2049 | NFSv4 (nfs-kernel-server or nfs-ganesha; v4 only, so no rpcbind or mountd) | OX nodes |
 | 80, 443 | Apache | anyone |
 | 8088 (`frontend.ADMIN_PORT`) | Apache's admin listener: SOAP and balancer-manager | `frontend.adminNetworks` |
-| VRRP (IP protocol 112, no port) | keepalived, for a floating address (`components/floating.py`) | the same role's hosts: the GTID masters, the frontends |
+| VRRP (IP protocol 112, no port) | keepalived, for a floating address (`components/core/floating.py`) | the same role's hosts: the GTID masters, the frontends |
 | 22 | sshd | the admin networks (AWS: `aws.adminCidr`; static: `firewall.sshFrom`, the bastion, and the firewall refuses a ruleset that would shut out the deploying side) |
 
 Never open to another host, so never in the table: HAProxy's Galera listeners (a read and a write
@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
+from ..web.frontend import ADMIN_PORT
 from .config import Role
-from .frontend import ADMIN_PORT
 
 # Sources (and, for ADMIN, a destination) besides the roles.
 ANYWHERE = "0.0.0.0/0"

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import pulumi
 
+from ..core.hosts import Host
+from ..core.remote import phase_steps
+from ..core.secrets import native_hash
 from . import mycnf
 from .grants import grant_openexchange
-from .hosts import Host
 from .mariadb import DbPasswords, config_digest, install_and_configure, tunings_only
-from .remote import phase_steps
-from .secrets import native_hash
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 
 import pulumi
 
+from ..core.hosts import Host
+from ..core.parse import parse_json_line
+from ..core.remote import phase_steps
+from ..core.secrets import native_hash
 from . import mycnf
 from .galera_recovery_steps import recovery_steps
 from .grants import grant_openexchange
-from .hosts import Host
 from .mariadb import DATADIR, DbPasswords, config_digest, install_and_configure
-from .parse import parse_json_line
-from .remote import phase_steps
-from .secrets import native_hash
 
 SST_USER = "sstuser"
 
@@ -50,7 +50,7 @@ class GaleraClusterArgs:
     cluster_name: str = "ox-galera"  # wsrep_cluster_name
     sst_method: str = "mariabackup"
     gcache_size: str = "128M"
-    force_bootstrap_node: str | None = None  # recovery override (components/galera_recovery.py)
+    force_bootstrap_node: str | None = None  # recovery override (components/db/galera_recovery.py)
     # Where OX reaches it: the HAProxy listeners on every middleware node (ReadWriteSplit).
     read_port: int = 3306
     write_port: int = 3307

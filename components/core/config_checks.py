@@ -218,7 +218,7 @@ def _topology_names(cfg: EstateConfig) -> Problems:
     return problems
 
 
-# Loopback ports an OX node already uses (components/ports.py): HAProxy may not take them.
+# Loopback ports an OX node already uses (components/core/ports.py): HAProxy may not take them.
 _MW_LOCAL_PORTS = {8008: "the document converter listener", 8009: "OX's HTTP connector",
                    1099: "OX's RMI admin port", 5701: "Hazelcast"}
 

@@ -2,7 +2,7 @@
 
 Converter nodes are nodes of their own: no configdb, no Hazelcast cluster. The frontends' Apache
 balances to them (balancer://oxcluster_docs, sticky on the route after JSESSIONID's first dot;
-components/frontend.py), and only the middleware nodes may reach that endpoint.
+components/web/frontend.py), and only the middleware nodes may reach that endpoint.
 
 Creates, per node (`<name>-<host>-<phase>`):
 - `configure`: OX's converter packages (preinstalled: the service must exist; repository: OX's
@@ -11,7 +11,7 @@ Creates, per node (`<name>-<host>-<phase>`):
   a change leaves a restart pending;
 - `start`: starts the service, or restarts it when `configure` changed something, and waits until
   it answers on :8008/documentconverterws. It carries the digest of what `configure` writes, so
-  under the engine it runs exactly when that changes (components/frontend.py's pattern);
+  under the engine it runs exactly when that changes (components/web/frontend.py's pattern);
 - `check`: one JSON line (host, route, url); it carries the same digest.
 """
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from .hosts import Host
-from .parse import parse_json_line
-from .remote import phase_steps
-from .render import sha256, verbatim
+from ..core.hosts import Host
+from ..core.parse import parse_json_line
+from ..core.remote import phase_steps
+from ..core.render import sha256, verbatim
 
 PORT = 8008
 PATH = "/documentconverterws"

@@ -19,9 +19,9 @@ import dataclasses
 
 import pulumi
 
+from ..db import mariadb, mycnf
 from .config import EstateConfig, Role
 from .hosts import Host
-from . import mariadb, mycnf
 from .parse import parse_facts
 from .remote import behind, run_script, waypoint
 from .render import render
@@ -35,7 +35,7 @@ def packages_for(cfg: EstateConfig, host: str, roles: frozenset[Role]) -> list[s
         packages.update(mariadb.packages(mycnf.release_of(cfg), galera=galera))
     if Role.MW in roles:
         packages.add("mariadb-client")  # initconfigdb and its probe
-        if (cfg.database and cfg.database.of_kind("galera")) or cfg.document_converter:  # components/dbproxy.py
+        if (cfg.database and cfg.database.of_kind("galera")) or cfg.document_converter:  # components/db/dbproxy.py
             packages.update(["haproxy", "socat"])
     if Role.WEB in roles:
         packages.add("apache2")

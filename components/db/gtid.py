@@ -22,13 +22,13 @@ from dataclasses import dataclass
 
 import pulumi
 
+from ..core.hosts import Host
+from ..core.parse import parse_json_line
+from ..core.remote import phase_steps
+from ..core.secrets import native_hash
 from . import mycnf
 from .grants import grant_openexchange
-from .hosts import Host
 from .mariadb import DbPasswords, config_digest, install_and_configure, tunings_only
-from .parse import parse_json_line
-from .remote import phase_steps
-from .secrets import native_hash
 
 REPL_USER = "repl"
 SEED_USER = "ox_seed"

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import pulumi
 
-from .hosts import Host
-from .remote import run_script
-from .secrets import native_hash
+from ..core.hosts import Host
+from ..core.remote import run_script
+from ..core.secrets import native_hash
 
 OX_DB_USER = "openexchange"
 # oxpedia "Creating Open-Xchange user" (grep GRANT /opt/open-xchange/sbin/initconfigdb).

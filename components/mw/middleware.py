@@ -10,7 +10,7 @@ Creates, as steps named `<group>-<node>-<phase>`:
   hazelcast.properties (static join over every node), the replication monitor setting for the
   configdb's topology; starts the service where it is not running and waits for the admin
   daemon. A running node is never restarted here: a change that needs one is left pending for
-  the node's restart step, which components/mwrestart.py chains one node after another (a new
+  the node's restart step, which components/mw/mwrestart.py chains one node after another (a new
   node's member list alone needs none: see the script).
 - ready (on the first node): a waypoint (remote.waypoint) that waits for every node's configure
   step; what needs the whole group configured (every frontend, the registration) waits for it.
@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from ..core.hosts import Host
+from ..core.remote import phase_steps, waypoint
+from ..core.render import render, sha256, verbatim
+from ..core.secrets import StackSecrets
+from ..core.versions import appsuite_before
+from ..db.grants import OX_DB_USER
 from .docconverter import CLIENT_PACKAGES
-from .grants import OX_DB_USER
-from .hosts import Host
-from .remote import phase_steps, waypoint
-from .render import render, sha256, verbatim
-from .secrets import StackSecrets
-from .versions import appsuite_before
 
 OX_PACKAGES = ["open-xchange", "open-xchange-admin", "open-xchange-authentication-database", "open-xchange-grizzly",
                "open-xchange-appsuite-backend", "open-xchange-appsuite-manifest"]
@@ -60,7 +60,7 @@ class OXNode:
     host: Host
     jkroute: str  # unique in the cluster: the route suffix of its JSESSIONID
     role: str = "backend"  # or "provisioning": in the cluster, never behind the frontends
-    drained: bool = False  # no new sessions at the frontends (components/mwrestart.py)
+    drained: bool = False  # no new sessions at the frontends (components/mw/mwrestart.py)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .config import DbTuning, EstateConfig
-from .render import render
-from .versions import AppSuiteLine, DbRelease, DB_RELEASES, appsuite_line
+from ..core.config import DbTuning, EstateConfig
+from ..core.render import render
+from ..core.versions import AppSuiteLine, DbRelease, DB_RELEASES, appsuite_line
 
 OX_CONF_DIR = "/etc/mysql/ox.conf.d"
 

@@ -16,7 +16,7 @@ from .hosts import Host, connection
 from .ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, PORT_RULES, VRRP, VRRP_PROTOCOL
 from .sshkeys import public_key_of
 
-# The port table is shared with the static hosts' firewall (components/ports.py).
+# The port table is shared with the static hosts' firewall (components/core/ports.py).
 SG_RULES = PORT_RULES
 
 DEBIAN_OWNER = "136693071363"  # Debian's official AMI publisher account

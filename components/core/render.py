@@ -1,4 +1,4 @@
-"""Render text (shell scripts, config files) from components/templates/ with jinja2.
+"""Render text (shell scripts, config files) from the tiers' templates (components/<tier>/templates/) with jinja2.
 
 This is the one path by which a value reaches a script or a config file, and it is safe by
 construction rather than by review of each template:
@@ -14,7 +14,7 @@ construction rather than by review of each template:
 - Text this module rendered (a config file embedded in a script) is `Rendered`: every value in
   it already passed these rules, so it is embedded as it is.
 
-Config validation (components/config.py) refuses unsafe values first, naming the key; this is the
+Config validation (components/core/config.py) refuses unsafe values first, naming the key; this is the
 second wall, and it also covers values that come from other resources (ids, addresses).
 
 StrictUndefined: a missing value is an error at render time, never an empty string in a
@@ -30,7 +30,10 @@ from pathlib import Path
 
 import jinja2
 
-TEMPLATES = Path(__file__).parent / "templates"
+# Each tier keeps its own templates (components/<tier>/templates/); a template's name is its path
+# below that folder, and no name is in two tiers (tests/unit/test_render.py).
+COMPONENTS = Path(__file__).resolve().parent.parent
+TEMPLATE_ROOTS = tuple(COMPONENTS / tier / "templates" for tier in ("core", "db", "mw", "fs", "web"))
 
 # What a value may be when a template writes it without a filter. No quotes, `$`, backticks,
 # `\`, `%`, `;`, `&`, `|`, `<>`, `()`, `*?[]{}`, `~`, `#`, `!`, whitespace or control characters;
@@ -72,7 +75,7 @@ def shell_quote(value: object) -> Rendered:
 
 
 _ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATES),
+    loader=jinja2.FileSystemLoader(TEMPLATE_ROOTS),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=True,
@@ -98,8 +101,21 @@ def comment_text(value: object) -> Rendered:
 _ENV.filters["comment"] = comment_text
 
 
+def template_path(template: str) -> Path:
+    """The file of a template name (its path below its tier's templates/ folder)."""
+    for root in TEMPLATE_ROOTS:
+        if (root / template).is_file():
+            return root / template
+    raise jinja2.TemplateNotFound(template)
+
+
+def template_names() -> dict[str, Path]:
+    """Every template (and shipped file) by name, across the tiers."""
+    return {str(p.relative_to(root)): p for root in TEMPLATE_ROOTS for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def render(template: str, **values: object) -> Rendered:
-    """Render `template` (a path under components/templates/) with `values`."""
+    """Render `template` (a name below a tier's templates/ folder, e.g. scripts/db/...) with `values`."""
     try:
         return Rendered(_ENV.get_template(template).render(**values))
     except UnsafeValue as e:
@@ -107,8 +123,8 @@ def render(template: str, **values: object) -> Rendered:
 
 
 def verbatim(template: str) -> Rendered:
-    """A file under components/templates/ as it is (a program we ship, with no values in it)."""
-    return Rendered((TEMPLATES / template).read_text())
+    """A template file as it is (a program we ship, with no values in it)."""
+    return Rendered(template_path(template).read_text())
 
 
 def sha256(text: str) -> str:

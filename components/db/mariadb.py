@@ -13,10 +13,10 @@ from typing import Callable
 
 import pulumi
 
+from ..core.hosts import Host
+from ..core.render import sha256
+from ..core.versions import DbRelease
 from . import mycnf
-from .hosts import Host
-from .render import sha256
-from .versions import DbRelease
 
 DATADIR = "/var/lib/mysql"
 

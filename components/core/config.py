@@ -157,7 +157,7 @@ class GtidSpec(_Model):
     master: GtidMember
     slave: GtidMember  # in master-master mode the second master
     # master-master only: the write address OX registers and connects to, held by keepalived on
-    # one master at a time (components/floating.py), with the prefix of the masters' network.
+    # one master at a time (components/core/floating.py), with the prefix of the masters' network.
     floating_address: FloatingAddress | None = None
     vrrp_router_id: VrrpRouterId = 51
 
@@ -300,7 +300,7 @@ class FrontendSpec(_Model):
     admin_networks: list[TrustedCidr] = Field(default_factory=list, max_length=64)  # may reach SOAP, balancer-manager
     max_connections: Int(100, 200000) = 8000
     # The clients' address, held by keepalived on one frontend whose Apache answers (two or more
-    # frontends; components/floating.py), with the prefix of the frontends' network.
+    # frontends; components/core/floating.py), with the prefix of the frontends' network.
     floating_address: FloatingAddress | None = None
     vrrp_router_id: VrrpRouterId = 52
 
@@ -330,8 +330,8 @@ class FilestoreSpec(_Model):
 
 
 class FirewallSpec(_Model):
-    """nftables on static hosts (components/firewall.py): each port open only to its peers (the
-    table in components/ports.py). AWS hosts get security groups from the same table instead."""
+    """nftables on static hosts (components/core/firewall.py): each port open only to its peers (the
+    table in components/core/ports.py). AWS hosts get security groups from the same table instead."""
     enabled: Bool = True
     # Networks that may SSH to every host; the bastion's address is added automatically.
     ssh_from: list[TrustedCidr] = Field(default_factory=list, max_length=64)
@@ -413,7 +413,7 @@ class EstateConfig(_Model):
     firewall: FirewallSpec = FirewallSpec()  # static hosts only
     secrets: Secrets = Secrets()
     # Any new value re-runs every probe-and-repair step (services up, mounts, checks) once: under
-    # the engine, a step whose inputs are unchanged never runs again (components/remote.py).
+    # the engine, a step whose inputs are unchanged never runs again (components/core/remote.py).
     converge: ConvergeToken | None = None
 
     def host(self, name: str) -> HostSpec:

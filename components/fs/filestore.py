@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import pulumi
 
-from .hosts import Host
-from .remote import phase_steps
-from .render import render
+from ..core.hosts import Host
+from ..core.remote import phase_steps
+from ..core.render import render
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from .hosts import Host
-from .parse import parse_json_line
-from .remote import run_script
-from .render import render, verbatim
+from ..core.hosts import Host
+from ..core.parse import parse_json_line
+from ..core.remote import run_script
+from ..core.render import render, verbatim
 
 CLUSTERCHECK_DIR = "/usr/local/lib/ox-estate"
 CLUSTERCHECK = f"{CLUSTERCHECK_DIR}/clustercheck.py"

@@ -19,7 +19,7 @@ Creates, per web host (`<name>-<host>-<phase>`):
 A backend with `drained: true` is written with status N (Drain: no new sessions, its sticky ones
 stay), so a fresh Apache starts it drained. Once Apache has run, BalancerPersist's kept state wins
 over the config (measured), so the drain reaches a running Apache through balancer-manager: the
-readmit steps of components/mwrestart.py.
+readmit steps of components/mw/mwrestart.py.
 
 Dedicated frontends list every backend as a normal member. Colocated ones run on the backend
 middleware hosts themselves: the host's own member is normal and the others are hot standbys
@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from .hosts import Host
-from .parse import parse_json_line
-from .remote import run_script
-from .render import render, sha256
+from ..core.hosts import Host
+from ..core.parse import parse_json_line
+from ..core.remote import run_script
+from ..core.render import render, sha256
 
 # What the config uses. a2enmod would pull the "# Depends:" ones in itself; the configure step
 # links modules directly (see its script), so they are listed. Without lbmethod_byrequests
@@ -63,7 +63,7 @@ START_SERVERS = 10
 
 @dataclass(frozen=True)
 class Converters:
-    """Document converter nodes behind balancer://oxcluster_docs (components/docconverter.py)."""
+    """Document converter nodes behind balancer://oxcluster_docs (components/mw/docconverter.py)."""
 
     members: list[tuple[pulumi.Input[str], str]]  # (address, route)
     clients: list[pulumi.Input[str]]  # the middleware nodes' addresses: the only ones admitted

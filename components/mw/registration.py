@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from .config import FirstContext
-from .grants import OX_DB_USER
-from .hosts import Host
-from .parse import parse_context_id, parse_registered_id
-from .remote import run_script
-from .secrets import StackSecrets
+from ..core.config import FirstContext
+from ..core.hosts import Host
+from ..core.parse import parse_context_id, parse_registered_id
+from ..core.remote import run_script
+from ..core.secrets import StackSecrets
+from ..db.grants import OX_DB_USER
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 import pulumi
 
+from ..core.hosts import Host
+from ..core.parse import GaleraProbe, parse_galera_probe
+from ..core.render import sha256
 from .galera_recovery import Decision, NodeState, decide
-from .hosts import Host
 from .mariadb import DATADIR
-from .parse import GaleraProbe, parse_galera_probe
-from .render import sha256
 
 
 def node_state(probe: GaleraProbe) -> NodeState:
