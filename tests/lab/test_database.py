@@ -102,6 +102,7 @@ def test_first_joins_into_the_empty_cluster_used_rsync_once(db):
     """A new cluster holds no data: each first join asked a Synced member and used rsync (no fixed
     10 s donor sleep) for that start only; every node runs with the configured method again."""
     assert MARIABACKUP_MARK not in db.first_datadirs["gdb1"]
+    _all_synced(db)  # a fault test before this one may have killed a node (tests run in any order)
     for node in GALERA[1:]:
         assert "state transfer: rsync, for this start only" in db.first_joins[node], db.first_joins[node]
         assert MARIABACKUP_MARK not in db.first_datadirs[node], db.first_datadirs[node]
