@@ -169,16 +169,17 @@ def frontend_capacity(lab: BenchLab, quick: bool, log=print) -> tuple[list[Figur
                        ("straight to the stand-in", f"http://{mw}:8009/appsuite/api/apps")):
         rates[where] = frontend.requests_per_second(lab.sh(WEB, frontend.ab_command(url), timeout=60))
     polls = 800 if quick else 3200
-    restart()  # each series starts from a freshly started Apache
-    ours = frontend.most_held(web, 80, 200, ceiling, log)
-    restart()
-    ours_polls = frontend.most_held(web, 80, 100, polls, log, frontend.long_polls)
+    def series(first_keepalive: int) -> tuple:
+        """Keep-alive connections held, then long polls in flight, each from a freshly started Apache."""
+        restart()
+        held_conns = frontend.most_held(web, 80, first_keepalive, ceiling, log)
+        restart()
+        return held_conns, frontend.most_held(web, 80, 100, polls, log, frontend.long_polls)
+
+    ours, ours_polls = series(200)
     try:
         lab.sh(WEB, f"test -L {OURS_LINK} && mv {OURS_LINK} {PARKED}")
-        restart()
-        debian = frontend.most_held(web, 80, 100, ceiling, log)
-        restart()
-        debian_polls = frontend.most_held(web, 80, 100, polls, log, frontend.long_polls)
+        debian, debian_polls = series(100)
     finally:
         lab.sh(WEB, f"if test -L {PARKED}; then mv {PARKED} {OURS_LINK}; fi")
         restart()
