@@ -3,7 +3,8 @@
 Built from the typed stack config (components/core/config.py), the same one Estate wires the
 components from: clients -> (floating address) -> Apache -> OX nodes by jkroute -> HAProxy on each
 OX node -> the Galera writer (3307) and readers (3306); OX -> the GTID pair (writes to the master
-or its floating address, reads from the slave); NFS mounts; Galera peers; GTID replication.
+or its floating address, reads from the slave); NFS mounts; Galera peers; GTID replication; other
+stacks by StackReference (database.fromStacks, database.clients).
 `write()` puts `topology.dot`, `.svg` and `.png` in a directory (the images need Graphviz's `dot`).
 """
 
@@ -53,6 +54,7 @@ def topology(cfg: EstateConfig, title: str = "") -> graphviz.Digraph:
     _frontend(g, cfg, addr)
     _databases(g, cfg, addr, mw)
     _filestore(g, cfg, addr, mw)
+    _other_stacks(g, cfg, mw)
     return g
 
 
@@ -220,6 +222,35 @@ def _filestore(g: graphviz.Digraph, cfg: EstateConfig, addr: dict, mw: list[str]
     if mw:  # every OX node mounts it: one edge from the group stands for all of them
         g.edge(f"ox_{mw[-1]}", f"nfs_{fs.server}", f"every OX node: {how}\n{fs.mount_path}", ltail="cluster_mw",
                style="dashed", color=_NFS, fontcolor=_NFS)
+
+
+def _other_stacks(g: graphviz.Digraph, cfg: EstateConfig, mw: list[str]) -> None:
+    """StackReference edges (components/core/stackref.py): the database stacks this stack's OX
+    registers userdbs from, and the other stacks' middleware this stack's databases serve. The
+    picture is drawn from this stack's config alone: the other stacks appear by name."""
+    db = cfg.database
+    if not db:
+        return
+    for i, stack in enumerate(db.from_stacks):
+        node = f"stack_{i}"
+        g.node(node, f"database stack {stack}\n(its userdbs; Galera through each OX node's HAProxy)",
+               shape="tab", style="dashed,filled", fillcolor=_FILL["galera"])
+        if mw:
+            g.edge(f"ox_{mw[-1]}", node, "StackReference: registered here, SQL :3306", ltail="cluster_mw",
+                   style="dashed", color=_SQL, fontcolor=_SQL)
+    if db.clients and db.topologies():
+        g.node("db_clients", "other stacks' OX nodes\n" + "\n".join(map(str, db.clients)), shape="tab",
+               style="dashed,filled", fillcolor=_FILL["mw"])
+        first = db.topologies()[0]
+        target = f"db_{_first_host(first)}"
+        g.edge("db_clients", target, "database.clients: :3306, clustercheck :9200\n(StackReference to this stack)",
+               lhead=f"cluster_{first.name}", style="dashed", color=_SQL, fontcolor=_SQL)
+
+
+def _first_host(t) -> str:
+    if t.kind == "galera":
+        return t.spec.nodes[0]
+    return t.spec.master.host if t.kind == "gtid" else t.spec.host
 
 
 def write(g: graphviz.Digraph, out: str | Path) -> list[Path]:

@@ -5,21 +5,17 @@ keys are set with `pulumi config set --path`, secrets with `pulumi config set --
 Errors name the key path as Pulumi's `--path` syntax writes it
 (`ox-estate:middleware.nodes[1].jkroute`), and every error is reported at once.
 
-Shape and single-field rules live on the models; rules that relate fields (host references,
-duplicates, roles) live in `_cross_checks`, which reports a key path per problem.
+Shape and single-field rules live on the models (the field types in config_fields.py, the
+`database` section in config_db.py); rules that relate fields (host references, duplicates,
+roles) live in config_checks.py, which reports a key path per problem.
 """
 
 from __future__ import annotations
 
 import json
-import zlib
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator,
-                      model_validator)
-
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
 
 from .config_checks import cross_checks, role_references
 from .config_fields import (  # noqa: F401 (ProviderKind, Role: components import them from here)
@@ -27,7 +23,11 @@ from .config_fields import (  # noqa: F401 (ProviderKind, Role: components impor
     FloatingAddress, GaleraClusterName, GcacheSize, HostName, HostOrAddress, HostRef, InstanceType, Int, JkRoute,
     LoginMapping, ObjectName, Port,
     ProviderKind, RepositoryUrl, RepositoryUser, Role, S3Uri, ServerId, SqlMode, StackName, SubnetId, Token, TrustedCidr,
-    UnixUser, VpcId, VrrpRouterId, raw_problems, show,
+    UnixUser, VpcId, VrrpRouterId, Model, raw_problems, show,
+)
+from .config_db import (  # noqa: F401 (the database section; components import it from here)
+    DERIVED_PORT_BASE, DERIVED_PORT_PAIRS, GALERA, GALERA_PORTS, GTID, STANDALONE, DatabaseSpec, DbTopology, DbTuning,
+    GaleraSpec, GtidMember, GtidSpec, NamedGaleraSpec, NamedGtidSpec, StandaloneSpec,
 )
 from .versions import DbFlavor, appsuite_line, recommended_sql_mode
 
@@ -45,34 +45,30 @@ class ConfigError(ValueError):
 # config_fields.py; the models below say which field is which.
 
 
-class _Model(BaseModel):
-    # validate_default: a default passes the same rules (and conversions) as a configured value.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True,
-                              validate_default=True)
 
 
 # --- hosts -------------------------------------------------------------------------------
 
 
-class HostSpec(_Model):
+class HostSpec(Model):
     name: HostName
     address: Address | None = None  # required for static hosts; AWS assigns one if absent
     instance_type: InstanceType | None = None  # AWS only; defaults per role
 
 
-class Bastion(_Model):
+class Bastion(Model):
     address: HostOrAddress
     user: UnixUser = "root"
     port: Port = 22
 
 
-class SshSettings(_Model):
+class SshSettings(Model):
     user: UnixUser = "root"
     port: Port = 22
     bastion: Bastion | None = None
 
 
-class AwsSettings(_Model):
+class AwsSettings(Model):
     # The region is the AWS provider's own setting: `pulumi config set aws:region eu-central-1`.
     vpc_id: VpcId | None = None  # an existing VPC instead of a new one
     vpc_cidr: Cidr = "10.20.0.0/16"
@@ -90,12 +86,12 @@ class AwsSettings(_Model):
 # --- database ----------------------------------------------------------------------------
 
 
-class DbVersion(_Model):
+class DbVersion(Model):
     flavor: DbFlavor = DbFlavor.MARIADB
     version: DottedVersion = "10.11"
 
 
-class Versions(_Model):
+class Versions(Model):
     database: DbVersion = DbVersion()
     appsuite: DottedVersion = "8"
 
@@ -106,169 +102,10 @@ class Versions(_Model):
         return v
 
 
-class GaleraSpec(_Model):
-    cluster_name: GaleraClusterName = "ox-galera"
-    nodes: list[HostRef] = Field(max_length=15)
-    sst_method: Literal["mariabackup", "rsync"] = "mariabackup"
-    # Recovery override: when no node is in a Primary component, bootstrap this one (one of `nodes`)
-    # instead of the one the recovery decision would choose, or where it refuses (differing UUIDs,
-    # an interrupted SST on another node, unknown positions). Ignored while a Primary component
-    # runs; never bootstraps a node without a history (zero UUID, no grastate, interrupted SST).
-    # Remove it once the cluster is back: a later recovery should decide again.
-    force_bootstrap_node: HostRef | None = None
-    # Galera's write-set cache (gcache.size): a node that was away for less than it holds rejoins
-    # by IST instead of a full SST. Read at start only: a change restarts the nodes one at a time.
-    gcache_size: GcacheSize = "128M"
-    # HAProxy's loopback ports for this cluster on every middleware node (both or neither). Default:
-    # 3306/3307 for the cluster named `galera`, otherwise derived from the name (DatabaseSpec.proxy_ports).
-    read_port: Port | None = None
-    write_port: Port | None = None
-
-    @field_validator("nodes")
-    @classmethod
-    def _odd_quorum(cls, v: list[str]) -> list[str]:
-        # An even or tiny cluster loses quorum on a split or a single failure.
-        if len(v) < 3 or len(v) % 2 == 0:
-            raise ValueError(f"a Galera cluster needs an odd number of nodes, at least 3 (got {len(v)})")
-        return v
-
-
-class NamedGaleraSpec(GaleraSpec):
-    """A Galera cluster of database.galeraClusters; its wsrep cluster name defaults to its name."""
-    name: DbName
-
-    @model_validator(mode="before")
-    @classmethod
-    def _cluster_name_default(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "clusterName" not in data and "cluster_name" not in data and "name" in data:
-            return {**data, "clusterName": data["name"]}
-        return data
-
-
-class GtidMember(_Model):
-    host: HostRef
-    server_id: ServerId
-    # Default: 1 for the master; in master-master mode 2 for the second master (GtidSpec.domain_of).
-    gtid_domain_id: Int(0, 4294967295) | None = None
-
-
-class GtidSpec(_Model):
-    mode: Literal["master-slave", "master-master"] = "master-slave"
-    master: GtidMember
-    slave: GtidMember  # in master-master mode the second master
-    # master-master only: the write address OX registers and connects to, held by keepalived on
-    # one master at a time (components/core/floating.py), with the prefix of the masters' network.
-    floating_address: FloatingAddress | None = None
-    vrrp_router_id: VrrpRouterId = 51
-
-    def domain_of(self, member: GtidMember) -> int:
-        """A member's gtid_domain_id. Master-master needs one per side (one domain with strict mode
-        broke both directions in 1.6 s here); a slave shares its master's."""
-        master = self.master.gtid_domain_id if self.master.gtid_domain_id is not None else 1
-        if member is self.master:
-            return master
-        if member.gtid_domain_id is not None:
-            return member.gtid_domain_id
-        # The second master's default: 2, or the next free one when the master took 2.
-        return (2 if master != 2 else 3) if self.mode == "master-master" else master
-
-
-class NamedGtidSpec(GtidSpec):
-    """A GTID pair of database.gtidPairs."""
-    name: DbName
-
-
-class StandaloneSpec(_Model):
-    host: HostRef
-    server_id: ServerId = 1
-
-
-# What the single-topology keys are named: database.galera, database.gtid, database.standalone.
-GALERA, GTID, STANDALONE = "galera", "gtid", "standalone"
-# HAProxy's ports for the cluster named `galera` (oxpedia "HAproxy": reads 3306, writes 3307). Other
-# clusters get a pair derived from their name alone, so adding or removing a cluster moves no
-# other cluster's ports; two names that land on one pair are refused (config_checks), never moved.
-GALERA_PORTS = (3306, 3307)
-DERIVED_PORT_BASE, DERIVED_PORT_PAIRS = 23306, 1000
-
-
-@dataclass(frozen=True)
-class DbTopology:
-    """One database topology of the estate, whichever key configured it."""
-    name: str
-    kind: Literal["galera", "gtid", "standalone"]
-    path: str  # its key path, for errors: database.galera, database.galeraClusters[1], ...
-    spec: GaleraSpec | GtidSpec | StandaloneSpec
-
-    @property
-    def ox_name(self) -> str:
-        """The name OX registers it under (registerdatabase -n): oxdb_galera, oxdb_users_a."""
-        return "oxdb_" + self.name.replace("-", "_")
-
-
-class DbTuning(_Model):
-    # "ox": innodb_flush_log_at_trx_commit=0 as OX recommends (a crash of every node at once loses
-    # about the last second); "strict": 1, every commit durable.
-    durability: Literal["ox", "strict"] = "ox"
-    buffer_pool_percent: Int(10, 80) = 50
-    max_connections: Int(50, 100000) = 505
-    sql_mode: SqlMode | None = None  # default: the matrix for the DB and App Suite versions
-
-
-class DatabaseSpec(_Model):
-    galera: GaleraSpec | None = None  # the Galera cluster named `galera`
-    gtid: GtidSpec | None = None  # the GTID pair named `gtid`
-    standalone: StandaloneSpec | None = None  # named `standalone`
-    galera_clusters: list[NamedGaleraSpec] = Field(default_factory=list, max_length=32)
-    gtid_pairs: list[NamedGtidSpec] = Field(default_factory=list, max_length=32)
-    configdb: DbName  # the name of the topology that holds the configdb
-    userdbs: list[DbName] = Field(default_factory=list, max_length=64)  # empty: the configdb's topology also holds userdbs
-    tuning: DbTuning = DbTuning()
-    # A database stack used by other stacks' middleware: the networks their OX nodes are in. The
-    # `openexchange` grants and the firewall's 3306 and clustercheck admit exactly these (and this
-    # stack's own middleware nodes, if any); the consumer refuses a node outside them.
-    clients: list[TrustedCidr] = Field(default_factory=list, max_length=64)
-    # The database stacks whose userdbs this stack's middleware registers (StackReference).
-    from_stacks: list[StackName] = Field(default_factory=list, max_length=32)
-
-    def topologies(self) -> list[DbTopology]:
-        """Every database topology, the single-key ones under their fixed names, in config order."""
-        found = [DbTopology(GALERA, "galera", "database.galera", self.galera)] if self.galera else []
-        found += [DbTopology(g.name, "galera", f"database.galeraClusters[{i}]", g)
-                  for i, g in enumerate(self.galera_clusters)]
-        found += [DbTopology(GTID, "gtid", "database.gtid", self.gtid)] if self.gtid else []
-        found += [DbTopology(p.name, "gtid", f"database.gtidPairs[{i}]", p) for i, p in enumerate(self.gtid_pairs)]
-        found += [DbTopology(STANDALONE, "standalone", "database.standalone", self.standalone)] if self.standalone else []
-        return found
-
-    def of_kind(self, kind: str) -> list[DbTopology]:
-        return [t for t in self.topologies() if t.kind == kind]
-
-    def named(self, name: str) -> DbTopology | None:
-        return next((t for t in self.topologies() if t.name == name), None)
-
-    @property
-    def used(self) -> list[str]:
-        """The topologies OX uses: the configdb's, then the userdbs (the configdb's when none is named)."""
-        return list(dict.fromkeys([self.configdb, *(self.userdbs or [self.configdb])]))
-
-    @staticmethod
-    def proxy_ports(topology: DbTopology) -> tuple[int, int]:
-        """A Galera cluster's HAProxy (read, write) ports: configured, 3306/3307 for `galera`, or
-        derived from its name alone (crc32: the same on every run and machine)."""
-        spec = topology.spec
-        if spec.read_port is not None and spec.write_port is not None:
-            return spec.read_port, spec.write_port
-        if topology.name == GALERA:
-            return GALERA_PORTS
-        read = DERIVED_PORT_BASE + 2 * (zlib.crc32(topology.name.encode()) % DERIVED_PORT_PAIRS)
-        return read, read + 1
-
-
 # --- middleware, frontend, filestore -------------------------------------------------------
 
 
-class MiddlewareNode(_Model):
+class MiddlewareNode(Model):
     host: HostRef
     jkroute: JkRoute
     # "provisioning": joins the Hazelcast cluster but takes no frontend traffic (seed 001, >500k mailboxes).
@@ -278,7 +115,7 @@ class MiddlewareNode(_Model):
     drained: Bool = False
 
 
-class FirstContext(_Model):
+class FirstContext(Model):
     """An optional first context (createcontext), with its admin user."""
     context_id: Int(1, 2147483647) = 1
     name: ObjectName = "context1"
@@ -288,7 +125,7 @@ class FirstContext(_Model):
     mappings: list[LoginMapping] = Field(default_factory=list, max_length=100)  # login mappings (the mail domain)
 
 
-class MiddlewareSpec(_Model):
+class MiddlewareSpec(Model):
     cluster_name: Token = "ox-cluster"  # Hazelcast group name
     server_name: Token = "oxserver"  # registerserver -n
     nodes: list[MiddlewareNode] = Field(min_length=1, max_length=500)
@@ -300,7 +137,7 @@ class MiddlewareSpec(_Model):
     first_context: FirstContext | None = None
 
 
-class FrontendSpec(_Model):
+class FrontendSpec(Model):
     mode: Literal["dedicated", "colocated"] = "dedicated"
     nodes: list[HostRef] = Field(default_factory=list, max_length=50)  # dedicated mode only
     admin_networks: list[TrustedCidr] = Field(default_factory=list, max_length=64)  # may reach SOAP, balancer-manager
@@ -311,7 +148,7 @@ class FrontendSpec(_Model):
     vrrp_router_id: VrrpRouterId = 52
 
 
-class FilestoreSpec(_Model):
+class FilestoreSpec(Model):
     server: HostRef | None = None  # the NFS server; or, for an object store, s3Uri instead
     # registerfilestore -t s3://<id>
     s3_uri: S3Uri | None = None
@@ -335,7 +172,7 @@ class FilestoreSpec(_Model):
         return self.s3_uri or f"file:{self.mount_path}"
 
 
-class FirewallSpec(_Model):
+class FirewallSpec(Model):
     """nftables on static hosts (components/core/firewall.py): each port open only to its peers (the
     table in components/core/ports.py). AWS hosts get security groups from the same table instead."""
     enabled: Bool = True
@@ -343,13 +180,13 @@ class FirewallSpec(_Model):
     ssh_from: list[TrustedCidr] = Field(default_factory=list, max_length=64)
 
 
-class ConverterNode(_Model):
+class ConverterNode(Model):
     host: HostRef
     # Apache's route= for this node, and its com.openexchange.server.backendRoute (DC1, DC2, ...).
     route: JkRoute
 
 
-class DocumentConverterSpec(_Model):
+class DocumentConverterSpec(Model):
     """OX document converter nodes (oxpedia "DocumentConverter Quickinstall Guide"): nodes of their
     own, outside the Hazelcast cluster and without DB access, behind every frontend's
     balancer://oxcluster_docs, which only the middleware nodes may reach."""
@@ -390,7 +227,7 @@ def _netrc_password(v: SecretStr) -> SecretStr:
 Password = Annotated[SecretStr, AfterValidator(_password)]
 
 
-class Secrets(_Model):
+class Secrets(Model):
     ssh_private_key: SecretStr | None = None  # checked by parsing it (sshkeys.public_key_of)
     mysql_root_password: Password | None = None
     sst_password: Password | None = None
@@ -405,7 +242,7 @@ class Secrets(_Model):
 # --- the whole stack -----------------------------------------------------------------------
 
 
-class EstateConfig(_Model):
+class EstateConfig(Model):
     provider: ProviderKind
     ssh: SshSettings = SshSettings()
     aws: AwsSettings | None = None

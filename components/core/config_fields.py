@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 NAMESPACE = "ox-estate"
 
@@ -277,3 +278,10 @@ def _host_or_address(v: str) -> str:
 
 
 HostOrAddress = Annotated[str, AfterValidator(_host_or_address)]
+
+
+class Model(BaseModel):
+    """The base of every config section: camelCase keys, no unknown key, immutable."""
+    # validate_default: a default passes the same rules (and conversions) as a configured value.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True,
+                              validate_default=True)

@@ -655,7 +655,9 @@ def test_a_changed_nfs_source_is_remounted(tmp_path, mounted, busy, calls, ok):
 HAPROXY_FAKES = {
     "dpkg-query": "printf installed\n",
     "haproxy": "exit 0\n",  # haproxy -c: the rendered config passes
-    "socat": "printf 'mysql-write,db1,,,,,,,,,,,,,,,,UP\\nmysql-read,db1,,,,,,,,,,,,,,,,UP\\n'\n",
+    # It reads its stdin first, as socat does: a fake that exits unread makes `echo | socat` a
+    # SIGPIPE (exit 141 under pipefail) when the echo comes late, as it did on a loaded machine.
+    "socat": "cat >/dev/null; printf 'mysql-write,db1,,,,,,,,,,,,,,,,UP\\nmysql-read,db1,,,,,,,,,,,,,,,,UP\\n'\n",
 }
 HAPROXY_INIT = r'''echo "haproxy $1" >>"$FAKE/service"
 case $1 in

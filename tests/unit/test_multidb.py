@@ -211,7 +211,7 @@ def test_the_haproxy_step_waits_for_each_clusters_writer_and_reports_each(tmp_pa
     stat = "".join(f"{listener},{node},,,,,,,,,,,,,,,,UP\\n" for listener, nodes in (
         ("mysql-read-cfgdb", "a1 a2 a3"), ("mysql-write-cfgdb", "a1"), ("mysql-read-users-a", "b1 b2"),
         ("mysql-write-users-a", "b2")) for node in nodes.split())
-    for name, text in {**HAPROXY_FAKES, "socat": f"printf '{stat}'\n"}.items():
+    for name, text in {**HAPROXY_FAKES, "socat": f"cat >/dev/null; printf '{stat}'\n"}.items():
         _fake(box.bin / name, text)
     _fake(box.etc / "init.d" / "haproxy", HAPROXY_INIT)
     clusters = [listener_values(ProxiedCluster(n, [], r, r + 1)) for n, r in (("cfgdb", 24000), ("users-a", 4406))]
@@ -226,7 +226,7 @@ def test_the_haproxy_step_waits_for_each_clusters_writer_and_reports_each(tmp_pa
 def test_the_haproxy_step_fails_naming_the_cluster_without_a_writer(tmp_path):
     box = Box(tmp_path)
     stat = "mysql-write-cfgdb,a1,,,,,,,,,,,,,,,,UP\\nmysql-write-users-a,b1,,,,,,,,,,,,,,,,DOWN\\n"
-    for name, text in {**HAPROXY_FAKES, "socat": f"printf '{stat}'\n", "sleep": "exit 0\n"}.items():
+    for name, text in {**HAPROXY_FAKES, "socat": f"cat >/dev/null; printf '{stat}'\n", "sleep": "exit 0\n"}.items():
         _fake(box.bin / name, text)
     _fake(box.etc / "init.d" / "haproxy", HAPROXY_INIT)
     clusters = [listener_values(ProxiedCluster(n, [], r, r + 1)) for n, r in (("cfgdb", 24000), ("users-a", 4406))]
