@@ -19,10 +19,12 @@ from .core.baseline import HostBaseline
 from .core.config import GALERA, GTID, DbTopology, EstateConfig, FilestoreSpec, ProviderKind
 from .core.firewall import HostFirewall, HostFirewallArgs
 from .core.floating import FloatingAddress, FloatingAddressArgs
-from .core.hosts import provision_hosts
+from .core.hosts import provision_hosts, remote_node
 from .core.secrets import stack_secrets
+from .core.stackref import RemoteDatabase, remote_databases
 from .db import mycnf
 from .db.dbproxy import ConverterProxy, ProxiedCluster, ReadWriteSplit, ReadWriteSplitArgs
+from .db.grants import OX_DB_USER, client_hosts
 from .db.galera import GaleraCluster, GaleraClusterArgs
 from .db.gtid import GtidPair, GtidPairArgs, GtidServer
 from .db.mariadb import DbPasswords
@@ -43,6 +45,9 @@ class Estate(pulumi.ComponentResource):
         super().__init__("ox-estate:index:Estate", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
+        # Other stacks' userdbs (database.fromStacks): read and checked before anything is created.
+        self.remote_dbs: list[RemoteDatabase] = \
+            remote_databases(cfg, parent=self) if cfg.database and cfg.database.from_stacks else []
         self.secrets = stack_secrets(cfg, parent=self)
         hosts = provision_hosts(cfg, self.secrets.ssh_private_key, parent=self)
         if cfg.provider == ProviderKind.STATIC and cfg.firewall.enabled:  # AWS: security groups
@@ -57,6 +62,7 @@ class Estate(pulumi.ComponentResource):
         self.gtids: dict[str, GtidPair] = {}
         self.gtid_vips: dict[str, FloatingAddress] = {}
         self.databases: dict[str, dict] = {}  # the `databases` stack output
+        self.database_clients: list[str] = []  # database.clients: other stacks' middleware networks
         self.converters = self.converter_proxy = None
         if db:
             self._databases(name, cfg, baseline.host_facts, [h.address for h in mw_hosts], child)
@@ -65,9 +71,13 @@ class Estate(pulumi.ComponentResource):
         # OX's converter client reaches the converters through its node's HAProxy, round robin over
         # the frontends (components/mw/middleware.py CONVERTER_URL): one HAProxy config per node.
         converter_frontends = self._web_hosts(cfg) if cfg.document_converter else []
-        if self.galeras and mw_hosts:
-            clusters = [ProxiedCluster(t.name, [self.hosts[n] for n in t.spec.nodes], *db.proxy_ports(t),
-                                       verified=self.galeras[t.name].verified) for t in db.of_kind("galera")]
+        clusters = [ProxiedCluster(t.name, [self.hosts[n] for n in t.spec.nodes], *db.proxy_ports(t),
+                                   verified=self.galeras[t.name].verified) for t in db.of_kind("galera")] if db else []
+        clusters += [ProxiedCluster(r.name, [remote_node(*n) for n in zip(r.node_names, r.node_addresses)],
+                                    r.read_port, r.write_port, remote=True)
+                     for r in self.remote_dbs if r.kind == "galera"]
+        # Without middleware of its own, a database stack for other stacks still runs clustercheck.
+        if clusters and (mw_hosts or db.clients):
             self.db_proxy = ReadWriteSplit(f"{name}-dbproxy", ReadWriteSplitArgs(clusters, mw_hosts, converter_frontends),
                                            child)
         elif converter_frontends and mw_hosts:
@@ -96,7 +106,8 @@ class Estate(pulumi.ComponentResource):
                 admin_restarted = self.mw_restarts.restarted[self.middleware.admin_host.name]
                 self.registration = OXRegistration(f"{name}-registration", OXRegistrationArgs(
                     admin_host=self.middleware.admin_host,
-                    userdbs=[self._userdb(db.named(t)) for t in (db.userdbs or [db.configdb])],
+                    userdbs=[*(self._userdb(db.named(t)) for t in (db.userdbs or [db.configdb])),
+                             *(UserDb(r.userdb, r.write_host, r.read_host, r.password) for r in self.remote_dbs)],
                     filestore_uri=cfg.filestore.uri, secrets=self.secrets,
                     # Only the admin node: its restart step waited for its own configure (and so for
                     # the databases); the other middleware nodes take no part in registering.
@@ -124,6 +135,11 @@ class Estate(pulumi.ComponentResource):
             out.update(galeraProxies=self.db_proxy.proxies)
         if self.databases:
             out.update(databases=self.databases)
+        if self.database_clients:  # what other stacks read (components/core/stackref.py)
+            out.update(databaseClients=self.database_clients, databaseCredentials=pulumi.Output.secret(
+                {"user": OX_DB_USER, "password": self.secrets.configdb_password}))
+        if self.remote_dbs:
+            out.update(remoteDatabases={r.key: r.output() for r in self.remote_dbs})
         if self.gtid:
             out.update(gtidMasterAddress=self.gtid.master_address, gtidSlaveAddress=self.gtid.slave_address,
                        gtidReplication=self.gtid.replication)
@@ -157,7 +173,8 @@ class Estate(pulumi.ComponentResource):
         return HostFirewallArgs(
             hosts=hosts, ssh_port=cfg.ssh.port, ssh_from=[str(n) for n in cfg.firewall.ssh_from],
             bastion=bastion.address if bastion else None,
-            admin_networks=[str(n) for n in cfg.frontend.admin_networks] if cfg.frontend else [])
+            admin_networks=[str(n) for n in cfg.frontend.admin_networks] if cfg.frontend else [],
+            db_clients=[str(n) for n in cfg.database.clients] if cfg.database else [])
 
     def _middleware_args(self, cfg: EstateConfig, configdb: ConfigdbEndpoints,
                          databases_ready: list[pulumi.Resource]) -> OXMiddlewareGroupArgs:
@@ -210,7 +227,10 @@ class Estate(pulumi.ComponentResource):
         keep `ox-galera`, `ox-gtid`, `ox-standalone`), with its typed args from the stack config."""
         db, server, s = cfg.database, mycnf.server_settings(cfg), self.secrets
         passwords = DbPasswords(s.mysql_root_password, s.sst_password, s.replication_password, s.configdb_password)
-        common = {"facts": facts, "passwords": passwords, "ox_clients": ox_clients, "server": server}
+        # The `openexchange` grants: this stack's middleware, and other stacks' (database.clients).
+        self.database_clients = [str(n) for n in db.clients]
+        common = {"facts": facts, "passwords": passwords, "server": server,
+                  "ox_clients": [*ox_clients, *client_hosts(self.database_clients)]}
         for t in db.topologies():
             spec = t.spec
             if t.kind == "galera":
@@ -240,8 +260,11 @@ class Estate(pulumi.ComponentResource):
                                         "userdb": t.ox_name if t.name in userdbs else None}
         if t.kind == "galera":
             cluster = self.galeras[t.name]
+            read, write = db.proxy_ports(t)
+            # Another stack's HAProxy listens on these ports too (stackref.py), for its node names.
             return {**out, "writeEndpoint": cluster.write_endpoint, "readEndpoint": cluster.read_endpoint,
-                    "nodeAddresses": cluster.node_addresses, "clusterName": cluster.cluster_name}
+                    "nodeAddresses": cluster.node_addresses, "clusterName": cluster.cluster_name,
+                    "readPort": read, "writePort": write, "nodeNames": list(t.spec.nodes)}
         if t.kind == "gtid":
             pair = self.gtids[t.name]
             vip = self.gtid_vips.get(t.name)
@@ -258,7 +281,8 @@ class Estate(pulumi.ComponentResource):
         replicationMonitor switch (configdb.properties) for the configdb and every userdb: it is on
         when any of them is read from a replica that lags (a GTID slave), e.g. a GTID userdb behind
         a Galera configdb."""
-        monitor = any(self._component(db.named(t)).replication_monitor for t in db.used)
+        monitor = any(self._component(db.named(t)).replication_monitor for t in db.used) \
+            or any(r.kind == "gtid" for r in self.remote_dbs)
         t = db.named(db.configdb)
         if t.kind == "galera":  # through the HAProxy on each middleware node
             read, write = db.proxy_ports(t)

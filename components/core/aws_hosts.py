@@ -13,7 +13,7 @@ import pulumi_aws as aws
 
 from .config import AwsSettings, EstateConfig, Role
 from .hosts import Host, connection
-from .ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, PORT_RULES, VRRP, VRRP_PROTOCOL
+from .ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, DB_CLIENTS, PORT_RULES, VRRP, VRRP_PROTOCOL
 from .sshkeys import public_key_of
 
 # The port table is shared with the static hosts' firewall (components/core/ports.py).
@@ -32,8 +32,9 @@ class AwsHosts(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         vpc_id, subnet_ids = self._network(name, aws_cfg, child)
-        admin_networks = [str(n) for n in cfg.frontend.admin_networks] if cfg.frontend else []
-        groups = self._security_groups(name, aws_cfg, admin_networks, vpc_id, child)
+        networks = {ADMIN_NETWORKS: [str(n) for n in cfg.frontend.admin_networks] if cfg.frontend else [],
+                    DB_CLIENTS: [str(n) for n in cfg.database.clients] if cfg.database else []}
+        groups = self._security_groups(name, aws_cfg, networks, vpc_id, child)
         key_pair = aws.ec2.KeyPair(
             f"{name}-key",
             public_key=public_key_of(cfg.secrets.ssh_private_key.get_secret_value()),
@@ -105,7 +106,7 @@ class AwsHosts(pulumi.ComponentResource):
             subnet_ids.append(subnet.id)
         return vpc.id, subnet_ids
 
-    def _security_groups(self, name: str, cfg: AwsSettings, admin_networks: list[str], vpc_id,
+    def _security_groups(self, name: str, cfg: AwsSettings, networks: dict[str, list[str]], vpc_id,
                          child: pulumi.ResourceOptions):
         groups = {
             group: aws.ec2.SecurityGroup(f"{name}-sg-{group}", vpc_id=vpc_id, description=f"ox-estate {group} hosts", opts=child)
@@ -115,7 +116,7 @@ class AwsHosts(pulumi.ComponentResource):
             aws.vpc.SecurityGroupEgressRule(f"{name}-sg-{group}-egress", security_group_id=sg.id,
                                             ip_protocol="-1", cidr_ipv4=ANYWHERE, opts=child)
         for rule in SG_RULES:
-            for suffix, peer in _peers(rule.source, cfg, admin_networks, groups):
+            for suffix, peer in _peers(rule.source, cfg, networks, groups):
                 aws.vpc.SecurityGroupIngressRule(
                     f"{name}-sg-{rule.key}{suffix}",
                     security_group_id=groups[rule.to].id,
@@ -130,14 +131,15 @@ class AwsHosts(pulumi.ComponentResource):
         return groups
 
 
-def _peers(source: str, cfg: AwsSettings, admin_networks: list[str], groups: dict) -> list[tuple[str, dict]]:
-    """(rule name suffix, peer arguments) for a table row's source: a CIDR or a security group."""
+def _peers(source: str, cfg: AwsSettings, networks: dict[str, list[str]], groups: dict) -> list[tuple[str, dict]]:
+    """(rule name suffix, peer arguments) for a table row's source: a CIDR or a security group.
+    networks: the configured networks of ADMIN_NETWORKS and DB_CLIENTS."""
     if source == ANYWHERE:
         return [("", {"cidr_ipv4": ANYWHERE})]
     if source == ADMIN:
         return [("", {"cidr_ipv4": str(cfg.admin_cidr)})]
-    if source == ADMIN_NETWORKS:  # one rule per frontend.adminNetworks entry; none: nobody
-        return [(f"-{i}", {"cidr_ipv4": cidr}) for i, cidr in enumerate(admin_networks)]
+    if source in networks:  # one rule per configured network; none: nobody
+        return [(f"-{i}", {"cidr_ipv4": cidr}) for i, cidr in enumerate(networks[source])]
     return [("", {"referenced_security_group_id": groups[source].id})]
 
 

@@ -26,7 +26,7 @@ from .config_fields import (  # noqa: F401 (ProviderKind, Role: components impor
     MAX_DEPTH, MAX_LIST, NAMESPACE, Address, Bool, Cidr, ConvergeToken, DataDir, DbName, DottedVersion, Email,
     FloatingAddress, GaleraClusterName, GcacheSize, HostName, HostOrAddress, HostRef, InstanceType, Int, JkRoute,
     LoginMapping, ObjectName, Port,
-    ProviderKind, RepositoryUrl, RepositoryUser, Role, S3Uri, ServerId, SqlMode, SubnetId, Token, TrustedCidr,
+    ProviderKind, RepositoryUrl, RepositoryUser, Role, S3Uri, ServerId, SqlMode, StackName, SubnetId, Token, TrustedCidr,
     UnixUser, VpcId, VrrpRouterId, raw_problems, show,
 )
 from .versions import DbFlavor, appsuite_line, recommended_sql_mode
@@ -224,6 +224,12 @@ class DatabaseSpec(_Model):
     configdb: DbName  # the name of the topology that holds the configdb
     userdbs: list[DbName] = Field(default_factory=list, max_length=64)  # empty: the configdb's topology also holds userdbs
     tuning: DbTuning = DbTuning()
+    # A database stack used by other stacks' middleware: the networks their OX nodes are in. The
+    # `openexchange` grants and the firewall's 3306 and clustercheck admit exactly these (and this
+    # stack's own middleware nodes, if any); the consumer refuses a node outside them.
+    clients: list[TrustedCidr] = Field(default_factory=list, max_length=64)
+    # The database stacks whose userdbs this stack's middleware registers (StackReference).
+    from_stacks: list[StackName] = Field(default_factory=list, max_length=32)
 
     def topologies(self) -> list[DbTopology]:
         """Every database topology, the single-key ones under their fixed names, in config order."""

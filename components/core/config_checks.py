@@ -142,6 +142,7 @@ def _database_checks(cfg: EstateConfig) -> Problems:
 
     spec = cfg.database
     problems += _topology_names(cfg)
+    problems += _composition_checks(cfg)
     for t in spec.of_kind("galera"):
         force = t.spec.force_bootstrap_node
         if force is not None and force not in t.spec.nodes:
@@ -218,8 +219,22 @@ def _topology_names(cfg: EstateConfig) -> Problems:
     return problems
 
 
+def _composition_checks(cfg: EstateConfig) -> Problems:
+    """database.fromStacks and database.clients: what another stack's databases need of this one.
+    What the referenced stacks export is checked when they are read (components/core/stackref.py)."""
+    problems: Problems = []
+    spec = cfg.database
+    stacks = [(f"database.fromStacks[{i}]", s.split("/")[-1]) for i, s in enumerate(spec.from_stacks)]
+    for path, stack in duplicates(stacks):
+        problems.append((path, f"stack '{stack}' is listed twice: its userdbs would be registered twice"))
+    if spec.from_stacks and not cfg.middleware:
+        problems.append(("database.fromStacks", "only middleware registers userdbs: add a middleware section, or "
+                                                "remove fromStacks"))
+    return problems
+
+
 # Loopback ports an OX node already uses (components/core/ports.py): HAProxy may not take them.
-_MW_LOCAL_PORTS = {8008: "the document converter listener", 8009: "OX's HTTP connector",
+MW_LOCAL_PORTS = {8008: "the document converter listener", 8009: "OX's HTTP connector",
                    1099: "OX's RMI admin port", 5701: "Hazelcast"}
 
 
@@ -239,8 +254,8 @@ def _proxy_port_checks(cfg: EstateConfig) -> Problems:
         for key, port in (("readPort", read), ("writePort", write)):
             where = f"{t.path}.{key}"
             how = "" if configured else f" (derived from the name '{t.name}')"
-            if port in _MW_LOCAL_PORTS:
-                problems.append((where, f"HAProxy port {port}{how} is {_MW_LOCAL_PORTS[port]} on the middleware "
+            if port in MW_LOCAL_PORTS:
+                problems.append((where, f"HAProxy port {port}{how} is {MW_LOCAL_PORTS[port]} on the middleware "
                                         f"nodes: set {t.path}.readPort and writePort to a free pair"))
             elif port in taken:
                 problems.append((where, f"HAProxy port {port}{how} is already {taken[port]}: set {t.path}.readPort "

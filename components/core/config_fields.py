@@ -151,6 +151,10 @@ Token = Text(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}", "1-64 letters, digits, '-' or '
 # userdbs name them): part of its resource names and of its OX database name (oxdb_<name>, '-' as '_').
 DbName = Text(r"(?=.{1,32}$)[a-z][a-z0-9]*(-[a-z0-9]+)*", "a database topology name (1-32 lowercase letters, "
               "digits and single '-' between them, starting with a letter)")
+# Another stack this one reads through StackReference: `<stack>`, `<project>/<stack>` or
+# `<org>/<project>/<stack>`, as `pulumi stack ls` and StackReference write them.
+StackName = Text(r"[A-Za-z0-9_.-]{1,100}(/[A-Za-z0-9_.-]{1,100}){0,2}", "a stack name: <org>/<project>/<stack> "
+                 "(letters, digits, '.', '-' and '_')")
 GaleraClusterName = Text(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,31}", "1-32 letters, digits, '-' or '_' (not starting with '-')")
 ObjectName = Text(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "1-64 letters, digits, '.', '-' or '_'")
 UnixUser = Text(r"[a-z_][a-z0-9_-]{0,31}", "a Unix user name (lowercase letters, digits, '_' and '-')")

@@ -25,7 +25,7 @@ import pulumi
 
 from .config import Role
 from .hosts import Host
-from .ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, PORT_RULES, SSH_PORT, PortRule
+from .ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, DB_CLIENTS, PORT_RULES, SSH_PORT, PortRule
 from .remote import run_script, waypoint
 from .render import render
 
@@ -39,6 +39,7 @@ class HostFirewallArgs:
     ssh_from: list[str] = dataclasses.field(default_factory=list)  # CIDRs that may SSH to every host
     bastion: str | None = None  # its address (or DNS name) joins the admin networks
     admin_networks: list[str] = dataclasses.field(default_factory=list)  # frontend.adminNetworks
+    db_clients: list[str] = dataclasses.field(default_factory=list)  # database.clients
 
 
 def host_rules(roles: Iterable[Role], ssh_port: int = SSH_PORT) -> list[PortRule]:
@@ -67,7 +68,7 @@ def admin_cidrs(ssh_from: Iterable[str], bastion: str | None) -> list[str]:
 
 def ruleset_values(host: str, roles: Iterable[Role], addresses: Mapping[str, str],
                    roles_by_host: Mapping[str, Iterable[Role]], ssh_port: int, admin: list[str],
-                   admin_networks: list[str]) -> dict:
+                   admin_networks: list[str], db_clients: list[str] = ()) -> dict:
     """What `files/ox-estate.nft.j2` renders for `host`: the peer sets and the rules.
 
     addresses, roles_by_host: every estate host's address and roles (peers are the hosts of a
@@ -85,6 +86,10 @@ def ruleset_values(host: str, roles: Iterable[Role], addresses: Mapping[str, str
             peer_set, elements = "from_admin", admin
         elif row.source == ADMIN_NETWORKS:
             peer_set, elements = "from_admin_networks", admin_networks
+        elif row.source == DB_CLIENTS:
+            if not db_clients:  # no other stack uses these databases: the rows do not apply
+                continue
+            peer_set, elements = "from_db_clients", list(db_clients)
         else:
             peer_set, elements = f"from_{row.source}", hosts_in(row.source)
         # A source with no hosts admits nobody: the row is left out. The admin set stays, even
@@ -114,7 +119,7 @@ class HostFirewall(pulumi.ComponentResource):
         steps = []
         for h in args.hosts.values():
             ruleset = addresses.apply(lambda a, h=h: render("files/ox-estate.nft.j2", **ruleset_values(
-                h.name, h.roles, a, roles_by_host, args.ssh_port, admin, args.admin_networks)))
+                h.name, h.roles, a, roles_by_host, args.ssh_port, admin, args.admin_networks, args.db_clients)))
             values = {"ruleset": ruleset, "admin": admin, "ssh_port": args.ssh_port, "bastion_name": bastion_name,
                       "unit": render("files/ox-estate-firewall.service.j2")}
             steps.append(run_script(f"{name}-{h.name}-nftables", h, "firewall.sh.j2", parent=self, values=values,

@@ -21,7 +21,7 @@ from .config import EstateConfig, ProviderKind, Role
 class Host:
     name: str
     address: pulumi.Input[str]  # private address: what peers use
-    connection: remote.ConnectionArgs
+    connection: remote.ConnectionArgs | None  # None: another stack's node (remote_node)
     roles: frozenset[Role]
     ready: tuple[pulumi.Resource, ...] = field(default=())  # what must exist before a step runs here
     # The stack's `converge` token: rendered into this host's probe-and-repair steps (remote.py).
@@ -29,6 +29,12 @@ class Host:
     # Steps need root. An SSH user other than root (Debian's cloud images log in as "admin", their
     # root login disabled) runs them through `sudo -n`: passwordless sudo, or a clear failure.
     sudo: bool = False
+
+
+def remote_node(name: str, address: str) -> Host:
+    """A database node of another stack (components/core/stackref.py): an address this stack's
+    HAProxy reaches, never a host it runs a step on (no connection, no roles)."""
+    return Host(name=name, address=address, connection=None, roles=frozenset())
 
 
 def provision_hosts(cfg: EstateConfig, ssh_key: pulumi.Output[str], parent: pulumi.Resource) -> dict[str, Host]:

@@ -9,9 +9,9 @@ What listens where, and why a port is absent (checked against the templates):
 
 | port | listener | peers |
 |---|---|---|
-| 3306 | MariaDB on every DB host | OX nodes (HAProxy, or direct to a GTID pair or standalone), other DB hosts (GTID replication; Galera's own peers) |
+| 3306 | MariaDB on every DB host | OX nodes (HAProxy, or direct to a GTID pair or standalone), other stacks' OX nodes (`database.clients`), other DB hosts (GTID replication; Galera's own peers) |
 | 4444, 4567 (tcp+udp), 4568 | Galera SST, group communication, IST | Galera nodes |
-| 9200 | clustercheck on every Galera node (says which node is the writer) | HAProxy on the OX nodes; the other Galera nodes (each asks its peers' /status before it claims the writer role) |
+| 9200 | clustercheck on every Galera node (says which node is the writer) | HAProxy on the OX nodes (this stack's, and `database.clients`); the other Galera nodes (each asks its peers' /status before it claims the writer role) |
 | 5701 | Hazelcast on every OX node | the other OX nodes |
 | 8009 | OX's HTTP connector | Apache: the web hosts, or in colocated mode the backend OX hosts themselves (they are web hosts then, `EstateConfig.roles_of`) |
 | 8008 | OX's document converter (`documentConverter.nodes`) | Apache: the web hosts (`balancer://oxcluster_docs`; the middleware reaches it only through Apache) |
@@ -39,6 +39,9 @@ ADMIN = "admin"  # as a destination: every host; as a source: the networks that 
 # frontend.adminNetworks (the networks that may reach SOAP and balancer-manager), for a port that
 # only they may reach. Empty: nobody.
 ADMIN_NETWORKS = "adminNetworks"
+# database.clients: other stacks' middleware networks, for a database stack that serves them
+# (components/core/stackref.py). Unset: the rows are not there at all.
+DB_CLIENTS = "dbClients"
 
 SSH_PORT = 22
 VRRP = "vrrp"
@@ -68,6 +71,8 @@ PORT_RULES: list[PortRule] = [
     PortRule(Role.DB, 4567, 4567, "udp", Role.DB, "Galera group communication"),
     PortRule(Role.DB, 4568, 4568, "tcp", Role.DB, "Galera incremental state transfer"),
     PortRule(Role.DB, 9200, 9200, "tcp", Role.MW, "clustercheck, polled by HAProxy on OX nodes"),
+    PortRule(Role.DB, 3306, 3306, "tcp", DB_CLIENTS, "configdb and userdbs from other stacks' OX nodes"),
+    PortRule(Role.DB, 9200, 9200, "tcp", DB_CLIENTS, "clustercheck, polled by other stacks' HAProxy"),
     # Each clustercheck asks its peers' /status before it claims the writer role (found in the lab:
     # without this row HAProxy never saw a writer).
     PortRule(Role.DB, 9200, 9200, "tcp", Role.DB, "clustercheck peers: the writer decision"),

@@ -4,9 +4,12 @@ Creates:
 - `<name>-<db>-clustercheck` on every node of every Galera cluster: the clustercheck service on
   :9200, which answers `/` on Synced nodes and `/master` on its cluster's single writer;
 - `<name>-<mw>-haproxy` on every middleware node: one HAProxy with a read listener (round robin)
-  and a write listener (the writer) per cluster on 127.0.0.1, waiting until each has one writer UP;
+  and a write listener (the writer) per cluster (this stack's, and another stack's read through
+  `database.fromStacks`) on 127.0.0.1, waiting until each has one writer UP;
   with document converters also the `converter` listener (127.0.0.1:8008, round robin over the
   frontends' Apache), since one HAProxy per node holds one configuration.
+
+A database stack without middleware (`database.clients`) gets the clustercheck steps only.
 
 ConverterProxy: the same step with only the converter listener, for an estate with converters
 but without Galera (`<name>-<mw>-haproxy`).
@@ -41,6 +44,9 @@ class ProxiedCluster:
     write_port: int
     # node -> its verify step (Synced): the node's clustercheck starts after it
     verified: dict[str, pulumi.Resource] = field(default_factory=dict)
+    # Another stack's cluster (components/core/stackref.py): its clustercheck is that stack's own,
+    # and its nodes are only addresses here (hosts.remote_node).
+    remote: bool = False
 
     @property
     def listeners(self) -> tuple[str, str]:
@@ -65,7 +71,7 @@ class ReadWriteSplit(pulumi.ComponentResource):
 
         checks = []
         for cluster in args.clusters:
-            for h in cluster.hosts:  # each node's clustercheck asks its own cluster's peers only
+            for h in [] if cluster.remote else cluster.hosts:  # each node's clustercheck asks its own cluster's peers only
                 peers = [p.address for p in cluster.hosts if p is not h]
                 files = pulumi.Output.all(h.address, *peers).apply(lambda addrs: {
                     "program_text": verbatim("files/clustercheck.py"),

@@ -29,6 +29,9 @@ class UserDb:
     name: str
     write_host: pulumi.Input[str]
     read_host: pulumi.Input[str] | None
+    # The `openexchange` password OX uses for it: another stack's (components/core/stackref.py);
+    # None: this stack's own (the configdb's).
+    password: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,10 @@ class OXRegistration(pulumi.ComponentResource):
             values={"uri": uri, "size_mb": args.filestore_size_mb, "max_contexts": args.filestore_max_contexts},
             secrets=admin, depends_on=[server], undo=("filestore", "uri", uri))
 
-        db_secrets = {**admin, "CONFIGDB_PASSWORD": secrets.configdb_password}
         ids: dict[str, pulumi.Output[int]] = {}
         last = filestore
         for db in args.userdbs:
+            db_secrets = {**admin, "CONFIGDB_PASSWORD": db.password or secrets.configdb_password}
             master, master_id = self._database(step, db.name, db.write_host, None, db_secrets, [last])
             ids[db.name] = master_id
             last = master

@@ -13,7 +13,7 @@ import pytest
 
 from components.core.config import Role, parse
 from components.core.firewall import admin_cidrs, host_rules, ruleset_values
-from components.core.ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, PORT_RULES
+from components.core.ports import ADMIN, ADMIN_NETWORKS, ANYWHERE, DB_CLIENTS, PORT_RULES
 from components.core.remote import CONVERGING, command_line, render_step
 from components.core.render import render
 from harness import run_program, script_of, unwrap
@@ -28,7 +28,8 @@ def _values(stack_config, host: str, **overrides) -> dict:
     roles = {h.name: cfg.roles_of(h.name) for h in cfg.hosts}
     admin = admin_cidrs([str(n) for n in cfg.firewall.ssh_from], cfg.ssh.bastion.address if cfg.ssh.bastion else None)
     networks = [str(n) for n in cfg.frontend.admin_networks] if cfg.frontend else []
-    return ruleset_values(host, roles[host], addresses, roles, cfg.ssh.port, admin, networks)
+    clients = [str(n) for n in cfg.database.clients] if cfg.database else []
+    return ruleset_values(host, roles[host], addresses, roles, cfg.ssh.port, admin, networks, clients)
 
 
 def _admitted(values: dict) -> dict[tuple[str, str], list[str] | None]:
@@ -97,7 +98,22 @@ def test_every_table_row_reaches_the_hosts_of_its_role(stack_config):
     for h in cfg.hosts:
         keys = {r.key for r in host_rules(cfg.roles_of(h.name))}
         assert keys == {r.key for r in PORT_RULES if r.to == ADMIN or r.to in cfg.roles_of(h.name)}
-    assert {r.source for r in PORT_RULES} <= {*Role, ADMIN, ADMIN_NETWORKS, ANYWHERE}
+    assert {r.source for r in PORT_RULES} <= {*Role, ADMIN, ADMIN_NETWORKS, DB_CLIENTS, ANYWHERE}
+
+
+def test_database_clients_reach_mariadb_and_clustercheck_only(stack_config):
+    """database.clients (another stack's middleware) may reach 3306 and 9200 on the DB hosts, and
+    nothing else; unset, the rows are not there at all (not even as closed), so a stack that
+    serves no other stack keeps its ruleset as it was."""
+    base = stack_config()
+    served = _values(stack_config, "db1", database={**base["database"], "clients": ["198.51.100.0/28"]})
+    assert served["sets"]["from_db_clients"] == ["198.51.100.0/28"]
+    assert sorted((r["proto"], r["ports"]) for r in served["rules"] if r["set"] == "from_db_clients") == [
+        ("tcp", "3306"), ("tcp", "9200")]
+    assert "198.51.100.0/28" not in str(_values(stack_config, "mw1", database={**base["database"],
+                                                                                "clients": ["198.51.100.0/28"]}))
+    plain = _values(stack_config, "db1")
+    assert "from_db_clients" not in plain["sets"] and not [k for k in plain["closed"] if "dbClients" in k]
 
 
 # --- wiring under mocks ------------------------------------------------------------------------
