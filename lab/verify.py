@@ -206,20 +206,21 @@ def _gtid(shell: Shell, state: dict, outputs: dict) -> list[Check]:
 
 def _clustercheck(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     """A database stack serving other stacks' middleware (database.clients) runs clustercheck on its
-    Galera nodes for their HAProxy: on each cluster every node answers / (Synced), exactly one /master."""
+    Galera nodes for their HAProxy: every node answers / (Synced), and the writer row names one of
+    the cluster's nodes, or none yet when no HAProxy has asked. /master is not asked: it may claim
+    the writer role, and a verifier changes nothing."""
     if not outputs.get("databaseClients"):
         return []
     checks = []
-    for name, _, nodes in _topologies(outputs, "galera"):
+    for name, db, nodes in _topologies(outputs, "galera"):
         codes = {}
         for node in nodes:
-            _, out, _ = shell.run(node, "for p in / /master; do curl -s --max-time 3 -o /dev/null -w '%{http_code} ' "
-                                        "http://127.0.0.1:9200$p; done")
-            codes[node] = out.split()
-        masters = [n for n, c in codes.items() if c[1:] == ["200"]]
-        checks.append((f"clustercheck {name}: every node Synced, one writer",
-                       all(c[:1] == ["200"] for c in codes.values()) and len(masters) == 1,
-                       " ".join(f"{n}={'/'.join(c)}" for n, c in codes.items())))
+            _, out, _ = shell.run(node, "curl -s --max-time 3 -o /dev/null -w '%{http_code}' http://127.0.0.1:9200/")
+            codes[node] = out
+        writer = shell.sql(nodes[0], "SELECT IFNULL((SELECT node FROM ox_clustercheck.writer WHERE id = 1), '')")
+        checks.append((f"clustercheck {name}: every node Synced, writer row",
+                       all(c == "200" for c in codes.values()) and writer in ("", *db["nodeAddresses"]),
+                       " ".join(f"{n}={c}" for n, c in codes.items()) + f"; writer {writer or '(none yet)'}"))
     return checks
 
 
