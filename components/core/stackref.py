@@ -88,8 +88,13 @@ def remote_databases(cfg: EstateConfig, parent: pulumi.Resource | None = None) -
         if not entries:
             problems.append((path, f"stack '{stack}' exports no userdb (its database.userdbs)"))
         for name, entry in entries.items():
-            remote = _remote(stack, name, entry, password)
             where = f"stack '{stack}' database '{name}'"
+            try:
+                remote = _remote(stack, name, entry, password)
+            except (KeyError, TypeError, ValueError) as missing:
+                problems.append((path, f"{where} does not say {missing} as this version reads it: run `pulumi up` "
+                                       f"on stack '{stack}' with this version of ox-estate first"))
+                continue
             if remote.userdb in userdbs:
                 problems.append((path, f"{where} is the userdb {remote.userdb}, as {userdbs[remote.userdb]} is: OX "
                                        "registers each name once (rename one topology)"))

@@ -3,6 +3,7 @@
 import pytest
 
 from components.core.aws_hosts import SG_RULES
+from components.core.ports import DB_CLIENTS
 from components.core.sshkeys import public_key_of
 from harness import is_secret, run_program, script_of, unwrap
 
@@ -26,7 +27,7 @@ def _ingress(recording):
 
 def test_no_internal_port_is_open_to_the_world(aws_recording):
     rules = _ingress(aws_recording)
-    assert len(rules) == len(SG_RULES)
+    assert len(rules) == len([r for r in SG_RULES if r.source != DB_CLIENTS])  # no database.clients here
     for rule in rules:
         if rule.get("cidrIpv4") == "0.0.0.0/0":
             assert rule["fromPort"] in (80, 443), rule["name"]
@@ -60,6 +61,17 @@ def test_each_port_admits_exactly_its_peers(aws_recording):
     assert admitted[("dc", 8008)] == {"web"}  # the converters: only Apache's balancer://oxcluster_docs
     # VRRP (IP protocol 112, no ports) between the peers of a floating address.
     assert admitted[("db", "112")] == {"db"} and admitted[("web", "112")] == {"web"}
+
+
+def test_database_clients_reach_mariadb_and_clustercheck_by_cidr(stack_config):
+    """A database stack for other stacks' middleware (database.clients): one rule per network for
+    3306 and 9200 on the db group, and for nothing else."""
+    config = stack_config(**AWS)
+    config["database"] = {**config["database"], "clients": ["10.30.0.0/24", "10.31.0.0/24"]}
+    rules = [r for r in _ingress(run_program(config, {"sshPrivateKey"})) if r.get("cidrIpv4", "").startswith("10.3")]
+    assert sorted((r["name"].removeprefix("hosts-sg-"), r["fromPort"], r["cidrIpv4"]) for r in rules) == [
+        ("db-tcp3306-from-dbClients-0", 3306, "10.30.0.0/24"), ("db-tcp3306-from-dbClients-1", 3306, "10.31.0.0/24"),
+        ("db-tcp9200-from-dbClients-0", 9200, "10.30.0.0/24"), ("db-tcp9200-from-dbClients-1", 9200, "10.31.0.0/24")]
 
 
 def test_instances_get_the_groups_of_their_roles(aws_recording):

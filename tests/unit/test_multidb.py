@@ -184,7 +184,8 @@ def test_the_databases_output_names_every_topology(recording):
     read, write = _derived("cfgdb")
     assert dbs["cfgdb"] == {"kind": "galera", "configdb": True, "userdb": None,
                             "writeEndpoint": f"127.0.0.1:{write}", "readEndpoint": f"127.0.0.1:{read}",
-                            "nodeAddresses": [_address(n) for n in ("a1", "a2", "a3")], "clusterName": "cfgdb"}
+                            "nodeAddresses": [_address(n) for n in ("a1", "a2", "a3")], "clusterName": "cfgdb",
+                            "readPort": read, "writePort": write, "nodeNames": ["a1", "a2", "a3"]}
     assert dbs["users-c"]["writeEndpoint"] == "10.0.1.100:3306" and dbs["users-c"]["floatingAddress"] == "10.0.1.100"
     assert dbs["users-b"]["readEndpoint"] == f"{_address('c2')}:3306" and dbs["users-b"]["userdb"] == "oxdb_users_b"
     assert dbs["standalone"]["readEndpoint"] is None

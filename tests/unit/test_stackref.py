@@ -223,6 +223,16 @@ def test_a_stack_that_exports_no_databases_is_refused(producers, ssh_key):
     assert "database.fromStacks[1]" in message
 
 
+def test_an_entry_from_an_older_version_is_refused(producers, ssh_key):
+    outputs, secret = _exported(producers[GALERA_STACK])
+    entry = {k: v for k, v in outputs["databases"]["users-a"].items() if k != "writePort"}
+    stacks = {GALERA_STACK: ({**outputs, "databases": {"users-a": entry}}, secret),
+              GTID_STACK: _exported(producers[GTID_STACK])}
+    message = _refused(producers, _consumer(ssh_key), stacks=stacks)
+    assert "database.fromStacks[0]: stack 'acme/ox-estate/userdb-a' database 'users-a' does not say 'writePort'" \
+        in message and "database.fromStacks[1]" not in message
+
+
 def test_a_middleware_host_outside_the_clients_is_refused(producers, ssh_key):
     cfg = _consumer(ssh_key)
     cfg["hosts"] = [h if h["name"] != "mw2" else {"name": "mw2", "address": "10.0.3.22"} for h in cfg["hosts"]]
