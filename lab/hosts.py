@@ -37,6 +37,12 @@ The lab is declarative: :func:`create` makes it match the given host list
 alone, broken pieces are rebuilt). :func:`destroy` removes everything but the
 client key.
 
+Several state dirs may share one bridge (and its subnet): the stacks of one
+composed estate (a database stack, a middleware stack reading it through a
+StackReference) share a network but are created and destroyed separately.
+The bridge goes with the last lab on it; a host's address must not be one a
+host of another lab on the bridge already has; a bridge carries one subnet.
+
 CLI: ``python -m lab.hosts create db1=10.213.0.11 db2=10.213.0.12``,
 ``python -m lab.hosts destroy``, ``python -m lab.hosts list``,
 ``python -m lab.hosts run db1 -- hostname``.
@@ -230,6 +236,20 @@ def _locked():
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _bridge_locked(bridge: str):
+    """Serialise the setup and removal of one bridge across state dirs (whose
+    own locks do not see each other): a destroy must not delete the bridge
+    between another lab's _ensure_bridge and its veths joining it."""
+    lock_dir = pathlib.Path("/run/lock") if pathlib.Path("/run/lock").is_dir() else pathlib.Path("/tmp")
+    with open(lock_dir / f"ox-lab-bridge-{bridge}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _load_record() -> dict | None:
     try:
         return json.loads(_record_path().read_text())
@@ -330,9 +350,45 @@ def _ensure_bridge(bridge: str, gateway: str, prefixlen: int) -> None:
     if not _link_exists(bridge):
         _sh(["ip", "link", "add", bridge, "type", "bridge"])
     cidr = f"{gateway}/{prefixlen}"
-    if cidr not in _sh(["ip", "-o", "-4", "addr", "show", "dev", bridge]).stdout.decode():
+    # A bridge another lab already uses keeps its address: labs sharing a bridge share its subnet
+    # (the runner reaches every host from .1), so a second subnet on it is refused, not added.
+    present = re.findall(r"inet (\S+)", _sh(["ip", "-o", "-4", "addr", "show", "dev", bridge]).stdout.decode())
+    others = [a for a in present if a != cidr]
+    if others:
+        raise LabError(f"bridge {bridge} carries {', '.join(others)} (another lab's subnet); "
+                       f"a shared bridge carries one subnet: use {others[0]}'s network or another bridge")
+    if not present:
         _sh(["ip", "addr", "add", cidr, "dev", bridge])
     _sh(["ip", "link", "set", bridge, "up"])
+
+
+def _bridge_ports(bridge: str) -> list[str]:
+    """The interfaces enslaved to the bridge (every lab's hosts' veths), empty if it has none."""
+    if not _link_exists(bridge):
+        return []
+    out = _sh(["ip", "-o", "link", "show", "master", bridge], check=False).stdout.decode()
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.strip()]
+
+
+def _addresses_on_bridge(bridge: str) -> dict[str, str]:
+    """address -> netns of every lab host on the bridge, this lab's and other state dirs' alike:
+    each bridge port's peer netns (by its id), and that netns's eth0 address."""
+    if not _bridge_ports(bridge):
+        return {}
+    ids = {}
+    for ns in json.loads(_sh(["ip", "-j", "netns", "list"]).stdout.decode() or "[]"):
+        if "id" in ns:
+            ids[ns["id"]] = ns["name"]
+    links = json.loads(_sh(["ip", "-j", "link", "show", "master", bridge]).stdout.decode() or "[]")
+    found = {}
+    for link in links:
+        ns = ids.get(link.get("link_netnsid"))
+        if ns is None:
+            continue
+        out = _sh(["ip", "-n", ns, "-o", "-4", "addr", "show", "dev", "eth0"], check=False).stdout.decode()
+        for cidr in re.findall(r"inet (\S+)", out):
+            found[cidr.split("/")[0]] = ns
+    return found
 
 
 def _ensure_net(bridge: str, name: str, address: str, prefixlen: int) -> None:
@@ -588,21 +644,27 @@ def create(hosts: list[tuple[str, str]], *, subnet: str = DEFAULT_SUBNET,
         _ensure_client_key()
         _ensure_filestore()
         _ensure_root_home()
-        _ensure_bridge(bridge, gateway, net.prefixlen)
-
-        for name, address in hosts:
-            entry = record["hosts"].setdefault(name, {
-                "name": name, "address": address, "veth": _veth_name(bridge, name),
-                "netns": name, "key_path": str(client_key_path()),
-                "state_dir": str(_host_dir(name)),
-            })
-            _save_record(record)             # record intent before creating anything
-            _ensure_host_keys(name)
-            _ensure_net(bridge, name, address, net.prefixlen)
-            if not _init_healthy(entry):
-                _stop_init(entry)            # a stray init in an orphaned netns
-                _start_init(entry)
-                _save_record(record)
+        with _bridge_locked(bridge):
+            _ensure_bridge(bridge, gateway, net.prefixlen)
+            # Another lab on this bridge (another state dir) may hold an address asked for here.
+            taken = {a: ns for a, ns in _addresses_on_bridge(bridge).items() if ns not in wanted}
+            clashes = [f"{name} {address} (netns {taken[address]})" for name, address in hosts if address in taken]
+            if clashes:
+                raise LabError(f"address already used on bridge {bridge} by a host of another lab: "
+                               f"{', '.join(clashes)}")
+            for name, address in hosts:
+                entry = record["hosts"].setdefault(name, {
+                    "name": name, "address": address, "veth": _veth_name(bridge, name),
+                    "netns": name, "key_path": str(client_key_path()),
+                    "state_dir": str(_host_dir(name)),
+                })
+                _save_record(record)             # record intent before creating anything
+                _ensure_host_keys(name)
+                _ensure_net(bridge, name, address, net.prefixlen)
+                if not _init_healthy(entry):
+                    _stop_init(entry)            # a stray init in an orphaned netns
+                    _start_init(entry)
+                    _save_record(record)
 
         entries = [record["hosts"][n] for n, _ in hosts]
         block = _hosts_block(entries)
@@ -618,9 +680,10 @@ def create(hosts: list[tuple[str, str]], *, subnet: str = DEFAULT_SUBNET,
 
 
 def destroy() -> None:
-    """Remove every host, veth, netns, the bridge, the processes (each host's
-    whole PID namespace) and the per-host state. Keeps the client key.
-    Idempotent; works from a fresh process using hosts.json."""
+    """Remove every host, veth, netns, the processes (each host's whole PID
+    namespace) and the per-host state, and the bridge once no lab is left on
+    it. Keeps the client key. Idempotent; works from a fresh process using
+    hosts.json."""
     if not state_dir().exists():
         return
     if os.geteuid() != 0:
@@ -633,8 +696,11 @@ def destroy() -> None:
                 _remove_host(bridge, entry)
                 del record["hosts"][name]
                 _save_record(record)
-            if _link_exists(bridge):
-                _sh(["ip", "link", "del", bridge], check=False)
+            # Labs in other state dirs may share the bridge (the stacks of one composed estate
+            # share a network): it goes only with the last interface on it.
+            with _bridge_locked(bridge):
+                if _link_exists(bridge) and not _bridge_ports(bridge):
+                    _sh(["ip", "link", "del", bridge], check=False)
         shutil.rmtree(state_dir() / "hosts", ignore_errors=True)
         shutil.rmtree(_filestore_dir(), ignore_errors=True)
         shutil.rmtree(_root_home_dir(), ignore_errors=True)

@@ -88,8 +88,9 @@ def verify(state: dict) -> list[Check]:
     checks: list[Check] = []
     with ExitStack() as stack:
         stack.callback(shell.close)
-        for run in (_hosts, _galera, _gtid, _read_write_split, _middleware, _registration, _filestore, _frontend,
-                    _docconverter):
+        for run in (_hosts, _galera, _gtid, _clustercheck, _read_write_split, _remote_databases, _middleware,
+                    _registration,
+                    _configdb_rows, _filestore, _frontend, _docconverter):
             try:
                 checks += run(shell, state, outputs)
             except Exception as exn:  # noqa: BLE001 a check that cannot run is a failed check
@@ -138,10 +139,31 @@ def _marker_count(marker: str) -> str:
 
 
 def _topologies(outputs: dict, kind: str) -> list[tuple[str, dict, list[str]]]:
-    """(name, entry of the `databases` output, host names) of every topology of that kind."""
+    """(name, entry of the `databases` output, host names) of every topology of that kind: this
+    stack's own (another stack's, read through database.fromStacks, are in `remoteDatabases`)."""
     by_address = {a: h for h, a in outputs["hostAddresses"].items()}
     return [(name, db, [by_address[a] for a in db["nodeAddresses"]])
             for name, db in (outputs.get("databases") or {}).items() if db["kind"] == kind]
+
+
+def _configdb_host(outputs: dict) -> str | None:
+    """The host whose MariaDB holds the configdb (its topology's first node: a Galera node, a GTID
+    pair's master, the standalone), or None when this stack has no configdb of its own."""
+    by_address = {a: h for h, a in outputs["hostAddresses"].items()}
+    for db in (outputs.get("databases") or {}).values():
+        if db.get("configdb"):
+            return by_address.get(db["nodeAddresses"][0])
+    return None
+
+
+def _endpoint(entry: dict, which: str) -> str | None:
+    """A `remoteDatabases` entry's write or read endpoint (`address[:port]`, as OX registers it)."""
+    return entry.get(f"{which}Endpoint") or entry.get(f"{which}Host")
+
+
+def _via(endpoint: str) -> str:
+    """`address[:port]` as Shell.sql's `via` (address:port)."""
+    return endpoint if ":" in endpoint else f"{endpoint}:3306"
 
 
 def _galera(shell: Shell, state: dict, outputs: dict) -> list[Check]:
@@ -182,6 +204,26 @@ def _gtid(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     return checks
 
 
+def _clustercheck(shell: Shell, state: dict, outputs: dict) -> list[Check]:
+    """A database stack serving other stacks' middleware (database.clients) runs clustercheck on its
+    Galera nodes for their HAProxy: every node answers / (Synced), and the writer row names one of
+    the cluster's nodes, or none yet when no HAProxy has asked. /master is not asked: it may claim
+    the writer role, and a verifier changes nothing."""
+    if not outputs.get("databaseClients"):
+        return []
+    checks = []
+    for name, db, nodes in _topologies(outputs, "galera"):
+        codes = {}
+        for node in nodes:
+            _, out, _ = shell.run(node, "curl -s --max-time 3 -o /dev/null -w '%{http_code}' http://127.0.0.1:9200/")
+            codes[node] = out
+        writer = shell.sql(nodes[0], "SELECT IFNULL((SELECT node FROM ox_clustercheck.writer WHERE id = 1), '')")
+        checks.append((f"clustercheck {name}: every node Synced, writer row",
+                       all(c == "200" for c in codes.values()) and writer in ("", *db["nodeAddresses"]),
+                       " ".join(f"{n}={c}" for n, c in codes.items()) + f"; writer {writer or '(none yet)'}"))
+    return checks
+
+
 def _read_write_split(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     """Through every middleware node's HAProxy, for each Galera cluster: writes land on one node,
     reads rotate."""
@@ -215,6 +257,60 @@ def _read_write_split(shell: Shell, state: dict, outputs: dict) -> list[Check]:
              f"every middleware host wrote to {sorted(one_writer)}"),
             (f"reads through {read.rpartition(':')[2]} rotate", rotated, detail),
         ]
+    return checks
+
+
+def _remote_databases(shell: Shell, state: dict, outputs: dict) -> list[Check]:
+    """Another stack's userdbs (database.fromStacks), as OX here reaches them, from every middleware
+    node with the password OX registered for each (its db_pool row): a Galera cluster through the
+    node's HAProxy (writes on one node of that cluster, reads rotating over its nodes), a GTID pair
+    or standalone at its own addresses."""
+    remote = outputs.get("remoteDatabases")
+    if not remote:
+        return []
+    mw = list(outputs.get("middlewareBackends") or {})
+    configdb = _configdb_host(outputs)
+    checks: list[Check] = []
+    for key, db in sorted(remote.items()):
+        password = shell.sql(configdb, f"SELECT password FROM configdb.db_pool WHERE name = '{db['userdb']}'")
+        write, read = _endpoint(db, "write"), _endpoint(db, "read")
+        if db["kind"] == "galera":
+            # Each answer names its node by wsrep_node_address: it must be one of that cluster's nodes.
+            nodes = set(db["nodeAddresses"])
+            query = "SELECT CONCAT(@@wsrep_cluster_name, ' ', @@hostname, ' ', @@wsrep_node_address)"
+
+            def ask(host: str, endpoint: str, times: int) -> Counter:
+                return Counter(shell.sql(host, query, _via(endpoint), password) for _ in range(times))
+
+            def members(answers) -> bool:
+                return all(a.split()[2].split(":")[0] in nodes for a in answers)
+
+            writers = {h: ask(h, write, 6) for h in mw}
+            seen = {w for c in writers.values() for w in c}
+            expected = db.get("clusterName")
+            checks.append((f"remote {key}: writes through {write.rpartition(':')[2]} land on one node",
+                           len(seen) == 1 and members(seen) and (expected is None or {w.split()[0] for w in seen} == {expected}),
+                           f"every middleware host wrote to {sorted(seen)} (nodes {sorted(nodes)})"))
+            readers: dict[str, Counter] = {}
+
+            def rotate() -> bool:
+                readers.update({h: ask(h, read, 6) for h in mw})
+                return all(len(c) > 1 and members(c) for c in readers.values())
+
+            rotated = _eventually(rotate, 15)
+            listener = f"mysql-read-{key.split('/', 1)[1]}"
+            detail = "; ".join(f"{h}: {dict(c)}" for h, c in readers.items())
+            if not rotated:
+                detail += "; HAProxy: " + "; ".join(f"{h}: {_haproxy_servers(shell, h, listener)}" for h in mw)
+            checks.append((f"remote {key}: reads through {read.rpartition(':')[2]} rotate", rotated, detail))
+        else:
+            for role, endpoint in (("write", write), ("read", read)):
+                if not endpoint:
+                    continue
+                answers = {h: shell.sql(h, "SELECT CONCAT(@@hostname, ' read_only=', @@read_only)", _via(endpoint),
+                                        password) for h in mw}
+                checks.append((f"remote {key}: {role} instance {endpoint} answers", bool(answers) and all(answers.values()),
+                               "; ".join(f"{h}: {a}" for h, a in answers.items())))
     return checks
 
 
@@ -276,6 +372,41 @@ def _registration(shell: Shell, state: dict, outputs: dict) -> list[Check]:
         ("registration chain: slave -M master id", chained,
          "; ".join(f"{n} -> master {d['masterid']}" for n, d in by_name.items() if d["master"] == "false")),
     ]
+
+
+def _configdb_rows(shell: Shell, state: dict, outputs: dict) -> list[Check]:
+    """The configdb's own tables, read as root on its host: a db_pool row per registered database
+    (this stack's and other stacks' userdbs alike) with the registered id, each read pool in the
+    db_cluster row of its own write pool, and each pool's URL at the address OX reaches it by."""
+    ids = outputs.get("registeredDatabaseIds")
+    host = _configdb_host(outputs)
+    if ids is None or host is None:
+        return []
+    ids = {n: int(i) for n, i in ids.items()}
+    pools = {row.split("\t")[0]: row.split("\t")[1:] for row in shell.sql(
+        host, "SELECT name, db_pool_id, url FROM configdb.db_pool").splitlines()}
+    clusters = {tuple(int(x) for x in row.split("\t")) for row in shell.sql(
+        host, "SELECT write_db_pool_id, read_db_pool_id FROM configdb.db_cluster").splitlines()}
+    wanted = {(i, ids.get(f"{n}_read", 0)) for n, i in ids.items() if not n.endswith("_read")}
+    checks = [
+        ("configdb rows: db_pool as registered", {n: int(p[0]) for n, p in pools.items()} == ids,
+         f"{ {n: p[0] for n, p in pools.items()} }"),
+        ("configdb rows: each read pool under its write pool", clusters == wanted,
+         f"db_cluster (write, read) {sorted(clusters)}"),
+    ]
+    # Another stack's userdbs: registered at the endpoints this stack reaches them by.
+    urls, bad = {}, []
+    for key, db in (outputs.get("remoteDatabases") or {}).items():
+        for name, endpoint in ((db["userdb"], _endpoint(db, "write")), (f"{db['userdb']}_read", _endpoint(db, "read"))):
+            if endpoint:
+                url = (pools.get(name) or ["", ""])[1]
+                urls[name] = url
+                if not url.startswith(f"jdbc:mysql://{endpoint}/"):
+                    bad.append(f"{name}: {url or 'no row'} (expected {endpoint})")
+    if urls:
+        checks.append(("configdb rows: other stacks' userdbs at their endpoints", not bad,
+                       "; ".join(bad) or "; ".join(f"{n} {u.split('?')[0]}" for n, u in sorted(urls.items()))))
+    return checks
 
 
 def _filestore(shell: Shell, state: dict, outputs: dict) -> list[Check]:

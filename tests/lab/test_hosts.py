@@ -3,7 +3,8 @@ real SSH with paramiko. Needs root; CI runs lab/install-packages.sh first.
 
 The labs here use their own state dir, bridge and subnet (10.214.x.0/24), so
 they never clash with a lab someone runs with the defaults (oxlab0,
-10.213.0.0/24, /ox-lab).
+10.213.0.0/24, /ox-lab). test_labs_share_a_bridge puts two state dirs on one
+bridge (10.214.3.0/24, oxlabt3).
 """
 
 from __future__ import annotations
@@ -263,6 +264,51 @@ def test_destroy_removes_everything(tmp_path):
         survivors = [pid for pid in procs if _alive(pid)]
         assert survivors == [], f"lab processes survived destroy: {survivors}"
         assert lab.hosts() == []
+
+
+# Two labs (state dirs) on one bridge, as the stacks of one composed estate are: module-level, so
+# the test can be pointed at another free subnet and bridge.
+SHARED_SUBNET, SHARED_BRIDGE = "10.214.3.0/24", "oxlabt3"
+SHARED_HOSTS = (("oxs-a", 11), ("oxs-b", 12))
+
+
+def test_labs_share_a_bridge(tmp_path):
+    """Destroying one of two labs on a bridge leaves the other's host reachable over SSH; the
+    bridge goes with the last lab. A host may not take an address the other lab's host has."""
+    net = SHARED_SUBNET.rsplit(".", 1)[0]
+    (a_name, a_ip), (b_name, b_ip) = [(n, f"{net}.{i}") for n, i in SHARED_HOSTS]
+    state_a, state_b = tmp_path / "a", tmp_path / "b"
+    ports = lambda: subprocess.run(["ip", "-o", "link", "show", "master", SHARED_BRIDGE],  # noqa: E731
+                                   capture_output=True, text=True).stdout.splitlines()
+    before = len(ports()) if pathlib.Path("/sys/class/net", SHARED_BRIDGE).exists() else 0   # another lab's
+    with pytest.MonkeyPatch.context() as mp:
+        try:
+            mp.setenv("OX_LAB_STATE", str(state_a))
+            lab.create([(a_name, a_ip)], subnet=SHARED_SUBNET, bridge=SHARED_BRIDGE)
+            mp.setenv("OX_LAB_STATE", str(state_b))
+            with pytest.raises(lab.LabError, match=f"already used on bridge {SHARED_BRIDGE}"):
+                lab.create([(b_name, a_ip)], subnet=SHARED_SUBNET, bridge=SHARED_BRIDGE)
+            lab.create([(b_name, b_ip)], subnet=SHARED_SUBNET, bridge=SHARED_BRIDGE)
+            assert len(ports()) == before + 2
+            # b reaches a across the labs (one network), then a's lab goes.
+            probe = f"timeout 5 bash -c 'exec 3<>/dev/tcp/{a_ip}/22; head -c 8 <&3'"
+            assert lab.run_on(b_name, ["bash", "-c", probe]).stdout == b"SSH-2.0-"
+            mp.setenv("OX_LAB_STATE", str(state_a))
+            lab.destroy()
+            assert pathlib.Path("/sys/class/net", SHARED_BRIDGE).exists(), "destroy took the other lab's bridge"
+            mp.setenv("OX_LAB_STATE", str(state_b))
+            fresh = Ssh()
+            try:
+                assert fresh.run(lab.LabHost(b_name, b_ip), "hostname") == (0, f"{b_name}\n")
+            finally:
+                fresh.close()
+            lab.destroy()
+            if not before:
+                assert not pathlib.Path("/sys/class/net", SHARED_BRIDGE).exists(), "the last lab left its bridge"
+        finally:
+            for state in (state_a, state_b):
+                mp.setenv("OX_LAB_STATE", str(state))
+                lab.destroy()
 
 
 # Directories whose mode and owner a host must show as the real root does, whatever
