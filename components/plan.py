@@ -11,6 +11,9 @@ scripts and the steps it depends on. It writes
 - `DIR/index.json`: host -> step -> files, secrets and dependencies, and the plan's assumptions;
 - `DIR/topology.{dot,svg,png}` (components/topology.py).
 
+A stack that reads other stacks (`database.fromStacks`) needs what they exported:
+`--reference org/project/stack=FILE`, FILE from `pulumi stack output --json --show-secrets`.
+
 The mocks play a first deploy on fresh hosts. What a step prints is known only on the host, so
 each value a later script is built from is a sentinel that passes the step's parser and is
 written as `<unknown:STEP.FIELD>`; every other output is unknown, as in `pulumi preview`, and a
@@ -104,7 +107,16 @@ AWS_LOOKUPS = {
 }
 
 
-def _make_mocks(ev: Evaluation):
+def _leaves(value: Any) -> list[str]:
+    """Every string in a JSON value."""
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _leaves(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _leaves(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def _make_mocks(ev: Evaluation, references: dict[str, dict] | None = None):
     import pulumi
     from pulumi.runtime import rpc
     from pulumi.runtime.mocks import MockMonitor
@@ -135,6 +147,14 @@ def _make_mocks(ev: Evaluation):
                     ev.addresses[address] = args.inputs["tags"]["Name"]
             elif args.typ == "aws:ec2/keyPair:KeyPair":
                 outputs["keyName"] = args.name
+            elif args.typ == "pulumi:pulumi:StackReference":  # --reference: what that stack exported
+                from .core.stackref import CREDENTIALS
+
+                name = args.inputs["name"]
+                exported = (references or {}).get(name, {})
+                ev.secrets |= set(_leaves(exported.get(CREDENTIALS)))
+                return name, {"name": name, "outputs": exported,
+                              "secretOutputNames": [CREDENTIALS] if CREDENTIALS in exported else []}
             return f"{args.name}-id", outputs
 
         def call(self, args):
@@ -212,16 +232,17 @@ def _step(name: str, inputs: dict, dependencies: list[str]) -> Step:
                 stdin_names=names, dependencies=dependencies)
 
 
-def evaluate(stack: str, overrides: dict[str, Any] | None = None) -> tuple[Evaluation, dict[str, Any]]:
+def evaluate(stack: str, overrides: dict[str, Any] | None = None,
+             references: dict[str, dict] | None = None) -> tuple[Evaluation, dict[str, Any]]:
     """Run `__main__.py` for the stack under the plan's mocks; the steps (hosts and dependencies
-    by name) and the stack's outputs."""
+    by name) and the stack's outputs. references: stack name -> its outputs, for StackReference."""
     import pulumi
     from pulumi.runtime import settings
 
     config, secret_keys = stack_config(stack, overrides)
     ev = Evaluation()
     ev.secrets |= {v for k, v in config.items() if k in secret_keys}
-    mocks, monitor, urns = _make_mocks(ev)
+    mocks, monitor, urns = _make_mocks(ev, references)
     settings.ROOT.set(None)  # a fresh root stack: set_mocks keeps the last one otherwise
     pulumi.runtime.set_mocks(mocks, project=NAMESPACE, stack=stack, preview=True, monitor=monitor)
     pulumi.runtime.set_all_config(config, sorted(secret_keys))
@@ -245,11 +266,12 @@ def evaluate(stack: str, overrides: dict[str, Any] | None = None) -> tuple[Evalu
     return ev, outputs
 
 
-def render_plan(stack: str, out: str | Path, overrides: dict[str, Any] | None = None) -> dict:
+def render_plan(stack: str, out: str | Path, overrides: dict[str, Any] | None = None,
+                references: dict[str, dict] | None = None) -> dict:
     """Write the plan of `stack` under `out` (see the module docstring); returns the index."""
     from . import topology
 
-    ev, outputs = evaluate(stack, overrides)
+    ev, outputs = evaluate(stack, overrides, references)
     names = {**ev.addresses, **{address: name for name, address in (outputs.get("hostAddresses") or {}).items()}}
     scrub, scrubbed = _scrubber(ev), []
     out = _fresh(Path(out))
@@ -348,13 +370,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m components.plan", description=__doc__.split("\n\n")[0])
     ap.add_argument("--stack", required=True, help="stacks/Pulumi.<stack>.yaml")
     ap.add_argument("--out", required=True, help="directory to write the plan into")
+    ap.add_argument("--reference", action="append", default=[], metavar="STACK=FILE",
+                    help="what a stack in database.fromStacks exported: FILE from `pulumi stack output --json "
+                         "--show-secrets --stack STACK` (its credentials are scrubbed from the plan)")
     a = ap.parse_args(argv)
+    references = {}
+    for ref in a.reference:
+        name, sep, file = ref.partition("=")
+        if not sep or not Path(file).is_file():
+            ap.error(f"--reference {ref}: expected STACK=FILE with an existing FILE")
+        references[name] = json.loads(Path(file).read_text())
     from .core.config import ConfigError
 
     if not (ROOT / "stacks" / f"Pulumi.{a.stack}.yaml").is_file():
         ap.error(f"no stack config stacks/Pulumi.{a.stack}.yaml")
     try:
-        index = render_plan(a.stack, a.out)
+        index = render_plan(a.stack, a.out, references=references)
     except (ConfigError, FileExistsError) as e:
         print(f"plan: {e}", file=sys.stderr)
         return 1

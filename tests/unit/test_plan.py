@@ -29,13 +29,18 @@ DOT_MISSING = "TOPOLOGY IMAGES NOT CHECKED: Graphviz's `dot` is missing (bash la
 
 def _render(out: Path) -> dict:
     """One plan of the lab stack, in its own event loop, leaving no Pulumi state behind."""
+    return _fresh_loop(lambda: plan.render_plan("lab", out, {**SECRETS, "converge": CONVERGE}))
+
+
+def _fresh_loop(run):
+    """run() in its own event loop, leaving no Pulumi state behind."""
     from pulumi.runtime import settings
 
     previous = asyncio.get_event_loop()  # the test's (conftest); back in place afterwards
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return plan.render_plan("lab", out, {**SECRETS, "converge": CONVERGE})
+        return run()
     finally:
         settings.SETTINGS.rpc_manager.clear()
         settings.SETTINGS.outputs.clear()
@@ -186,6 +191,39 @@ def test_topology_draws_floating_addresses_and_master_master():
     assert re.search(r'-> vip_gtid \[label="write :3306"', dot)
     assert "vip_gtid -> db_vdb4" in dot and "vip_gtid -> db_vdb5" in dot
     assert re.search(r'db_vdb4 -> db_vdb5 \[label="GTID replication"[^]]*dir=both', dot)
+
+
+def test_topology_draws_the_stackreference_edges():
+    """Both ends of a composition: the consumer's OX nodes to each database stack it reads, and a
+    database stack's client networks to its databases."""
+    consumer = topology.for_stack("lab-sref-mw").source
+    for i, stack in enumerate(("lab-sref-galera", "lab-sref-gtid")):
+        assert f"database stack organization/ox-estate/{stack}" in consumer
+        assert re.search(rf'ox_smw1 -> stack_{i} \[label="StackReference: [^]]*ltail=cluster_mw', consumer)
+    producer = topology.for_stack("lab-sref-galera").source
+    assert "10.225.0.31/32" in producer
+    assert re.search(r'db_clients -> db_sgal1 \[label="database.clients[^]]*lhead="?cluster_users-a', producer)
+    assert "db_clients" not in topology.for_stack("lab").source
+
+
+def test_a_consumer_is_planned_from_what_its_database_stacks_exported(tmp_path):
+    """`--reference STACK=FILE` (`pulumi stack output --json --show-secrets`): the consumer's HAProxy
+    reaches the producer's nodes, its registration their userdbs, and their password is scrubbed.
+    Without it the plan is refused as `pulumi preview` would be, naming the key."""
+    references, files = {}, []
+    for stack in ("lab-sref-galera", "lab-sref-gtid"):
+        _, outputs = _fresh_loop(lambda: plan.evaluate(stack))
+        outputs["databaseCredentials"] = {**outputs["databaseCredentials"], "password": f"{stack}-exported-pw"}
+        (tmp_path / f"{stack}.json").write_text(json.dumps(outputs))
+        files += ["--reference", f"organization/ox-estate/{stack}={tmp_path / f'{stack}.json'}"]
+    out = tmp_path / "plan"
+    assert _fresh_loop(lambda: plan.main(["--stack", "lab-sref-mw", "--out", str(out), *files])) == 0
+    haproxy = (out / "smw1" / "ox-dbproxy-smw1-haproxy.create.sh").read_text()
+    assert "10.225.0.11:3306" in haproxy and "mysql-write-users-a" in haproxy
+    assert "-H 10.225.0.21" in (out / "smw1" / "ox-registration-database-oxdb-users-b.create.sh").read_text()
+    written = "".join(f.read_text() for f in out.rglob("*") if f.is_file() and f.suffix != ".png")
+    assert "exported-pw" not in written
+    assert _fresh_loop(lambda: plan.main(["--stack", "lab-sref-mw", "--out", str(tmp_path / "none")])) == 1
 
 
 def test_committed_lab_picture_is_current():
