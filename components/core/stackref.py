@@ -57,6 +57,8 @@ def read_outputs(stack: str, parent: pulumi.Resource | None = None) -> dict[str,
     ref = pulumi.StackReference(stack, opts=pulumi.ResourceOptions(parent=parent))
     found = {}
     for name in (DATABASES, CLIENTS, CREDENTIALS):
+        # get_output_details is a coroutine; the SDK's own synchronous invokes wait the same way
+        # (the program runs inside the running event loop, which _sync_await drives).
         details = _sync_await(ref.get_output_details(name))
         if details.secret_value is not None:
             found[name] = (details.secret_value, True)
