@@ -62,7 +62,8 @@ class Estate(pulumi.ComponentResource):
         self.gtids: dict[str, GtidPair] = {}
         self.gtid_vips: dict[str, FloatingAddress] = {}
         self.databases: dict[str, dict] = {}  # the `databases` stack output
-        self.database_clients: list[str] = []  # database.clients: other stacks' middleware networks
+        # database.clients: other stacks' middleware networks (grants, and the outputs they read)
+        self.database_clients = [str(n) for n in db.clients] if db else []
         self.converters = self.converter_proxy = None
         if db:
             self._databases(name, cfg, baseline.host_facts, [h.address for h in mw_hosts], child)
@@ -228,7 +229,6 @@ class Estate(pulumi.ComponentResource):
         db, server, s = cfg.database, mycnf.server_settings(cfg), self.secrets
         passwords = DbPasswords(s.mysql_root_password, s.sst_password, s.replication_password, s.configdb_password)
         # The `openexchange` grants: this stack's middleware, and other stacks' (database.clients).
-        self.database_clients = [str(n) for n in db.clients]
         common = {"facts": facts, "passwords": passwords, "server": server,
                   "ox_clients": [*ox_clients, *client_hosts(self.database_clients)]}
         for t in db.topologies():
@@ -261,7 +261,7 @@ class Estate(pulumi.ComponentResource):
         if t.kind == "galera":
             cluster = self.galeras[t.name]
             read, write = db.proxy_ports(t)
-            # Another stack's HAProxy listens on these ports too (stackref.py), for its node names.
+            # Another stack's HAProxy listens on these ports too, and names the nodes the same way (stackref.py).
             return {**out, "writeEndpoint": cluster.write_endpoint, "readEndpoint": cluster.read_endpoint,
                     "nodeAddresses": cluster.node_addresses, "clusterName": cluster.cluster_name,
                     "readPort": read, "writePort": write, "nodeNames": list(t.spec.nodes)}

@@ -37,6 +37,7 @@ class RemoteDatabase:
     node_addresses: list[str]
     read_port: int | None  # a Galera cluster's HAProxy listeners on this stack's middleware nodes
     write_port: int | None
+    cluster_name: str | None  # a Galera cluster's wsrep name
     password: pulumi.Output[str]  # the `openexchange` account's, secret
 
     @property
@@ -47,7 +48,9 @@ class RemoteDatabase:
         """Its entry in the `remoteDatabases` stack output (no password)."""
         out = {"kind": self.kind, "userdb": self.userdb, "writeHost": self.write_host, "readHost": self.read_host,
                "nodeAddresses": self.node_addresses}
-        return {**out, "readPort": self.read_port, "writePort": self.write_port} if self.kind == "galera" else out
+        if self.kind != "galera":
+            return out
+        return {**out, "readPort": self.read_port, "writePort": self.write_port, "clusterName": self.cluster_name}
 
 
 def read_outputs(stack: str, parent: pulumi.Resource | None = None) -> dict[str, tuple[object, bool]]:
@@ -73,8 +76,9 @@ def remote_databases(cfg: EstateConfig, parent: pulumi.Resource | None = None) -
     problems: list[tuple[str, str]] = []
     found: list[RemoteDatabase] = []
     userdbs = {t.ox_name: f"database.{t.name}" for t in db.topologies()}
-    ports = {port: f"this stack's Galera cluster '{t.name}'" for t in db.of_kind("galera") for port in db.proxy_ports(t)}
-    ports.update({port: what for port, what in MW_LOCAL_PORTS.items()})
+    ports = {port: f"this stack's Galera cluster '{t.name}'"
+             for t in db.of_kind("galera") for port in db.proxy_ports(t)}
+    ports.update(MW_LOCAL_PORTS)
     for i, stack in enumerate(db.from_stacks):
         path = f"database.fromStacks[{i}]"
         outputs = read_outputs(stack, parent)
@@ -120,10 +124,12 @@ def _remote(stack: str, name: str, entry: dict, password: pulumi.Output[str]) ->
     if kind == "galera":
         read, write = int(entry["readPort"]), int(entry["writePort"])
         return RemoteDatabase(stack, name, kind, entry["userdb"], f"127.0.0.1:{write}", f"127.0.0.1:{read}",
-                              list(entry["nodeNames"]), list(entry["nodeAddresses"]), read, write, password)
+                              list(entry["nodeNames"]), list(entry["nodeAddresses"]), read, write,
+                              entry["clusterName"], password)
     read = entry.get("readEndpoint")
-    return RemoteDatabase(stack, name, kind, entry["userdb"], _host(entry["writeEndpoint"]), _host(read) if read else None,
-                          [], list(entry["nodeAddresses"]), None, None, password)
+    return RemoteDatabase(stack, name, kind, entry["userdb"], _host(entry["writeEndpoint"]),
+                          _host(read) if read else None,
+                          [], list(entry["nodeAddresses"]), None, None, None, password)
 
 
 def _host(endpoint: str) -> str:

@@ -71,7 +71,9 @@ class ReadWriteSplit(pulumi.ComponentResource):
 
         checks = []
         for cluster in args.clusters:
-            for h in [] if cluster.remote else cluster.hosts:  # each node's clustercheck asks its own cluster's peers only
+            if cluster.remote:  # its clustercheck is its own stack's
+                continue
+            for h in cluster.hosts:  # each node's clustercheck asks its own cluster's peers only
                 peers = [p.address for p in cluster.hosts if p is not h]
                 files = pulumi.Output.all(h.address, *peers).apply(lambda addrs: {
                     "program_text": verbatim("files/clustercheck.py"),
