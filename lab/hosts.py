@@ -362,24 +362,24 @@ def _ensure_bridge(bridge: str, gateway: str, prefixlen: int) -> None:
     _sh(["ip", "link", "set", bridge, "up"])
 
 
-def _bridge_ports(bridge: str) -> list[str]:
-    """The interfaces enslaved to the bridge (every lab's hosts' veths), empty if it has none."""
+def _bridge_ports(bridge: str) -> list[dict]:
+    """The interfaces enslaved to the bridge (every lab's hosts' veths, as `ip -j link` describes
+    them), empty if it has none or does not exist."""
     if not _link_exists(bridge):
         return []
-    out = _sh(["ip", "-o", "link", "show", "master", bridge], check=False).stdout.decode()
-    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.strip()]
+    return json.loads(_sh(["ip", "-j", "link", "show", "master", bridge], check=False).stdout.decode() or "[]")
 
 
 def _addresses_on_bridge(bridge: str) -> dict[str, str]:
     """address -> netns of every lab host on the bridge, this lab's and other state dirs' alike:
     each bridge port's peer netns (by its id), and that netns's eth0 address."""
-    if not _bridge_ports(bridge):
+    links = _bridge_ports(bridge)
+    if not links:
         return {}
     ids = {}
     for ns in json.loads(_sh(["ip", "-j", "netns", "list"]).stdout.decode() or "[]"):
         if "id" in ns:
             ids[ns["id"]] = ns["name"]
-    links = json.loads(_sh(["ip", "-j", "link", "show", "master", bridge]).stdout.decode() or "[]")
     found = {}
     for link in links:
         ns = ids.get(link.get("link_netnsid"))

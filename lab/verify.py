@@ -22,6 +22,7 @@ from typing import Callable
 
 import paramiko
 
+from components.db.dbproxy import ProxiedCluster
 from components.web.frontend import ADMIN_PORT
 from lab import hosts as lab_hosts
 
@@ -89,8 +90,7 @@ def verify(state: dict) -> list[Check]:
     with ExitStack() as stack:
         stack.callback(shell.close)
         for run in (_hosts, _galera, _gtid, _clustercheck, _read_write_split, _remote_databases, _middleware,
-                    _registration,
-                    _configdb_rows, _filestore, _frontend, _docconverter):
+                    _registration, _configdb_rows, _filestore, _frontend, _docconverter):
             try:
                 checks += run(shell, state, outputs)
             except Exception as exn:  # noqa: BLE001 a check that cannot run is a failed check
@@ -154,11 +154,6 @@ def _configdb_host(outputs: dict) -> str | None:
         if db.get("configdb"):
             return by_address.get(db["nodeAddresses"][0])
     return None
-
-
-def _endpoint(entry: dict, which: str) -> str | None:
-    """A `remoteDatabases` entry's write or read endpoint (`address[:port]`, as OX registers it)."""
-    return entry.get(f"{which}Endpoint") or entry.get(f"{which}Host")
 
 
 def _via(endpoint: str) -> str:
@@ -233,30 +228,7 @@ def _read_write_split(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     password = _password(state, "configdb-password")
     checks = []
     for name, db, _ in _topologies(outputs, "galera"):
-        write, read = db["writeEndpoint"], db["readEndpoint"]
-        listener = "mysql-read" if name == "galera" else f"mysql-read-{name}"
-        writers = {h: Counter(shell.sql(h, "SELECT @@hostname", write, password) for _ in range(6)) for h in mw}
-        one_writer = {w for c in writers.values() for w in c}
-        readers: dict[str, Counter] = {}
-
-        def rotate() -> bool:
-            readers.update({h: Counter(shell.sql(h, "SELECT @@hostname", read, password) for _ in range(6))
-                            for h in mw})
-            return all(len(c) > 1 for c in readers.values())
-
-        # Right after a recovery clustercheck can keep a node out of mysql-read for a moment (not
-        # Synced yet, or a donor; rise 2 at 500 ms): a first sample on one node is not yet a failure.
-        # (CI saw {'gdb1': 6} on both middleware hosts once, just after a converge rejoined a node.)
-        rotated = _eventually(rotate, 15)
-        detail = "; ".join(f"{h}: {dict(c)}" for h, c in readers.items())
-        if not rotated:
-            detail += f"; {listener} in HAProxy: " + "; ".join(f"{h}: {_haproxy_servers(shell, h, listener)}"
-                                                               for h in mw)
-        checks += [
-            (f"writes through {write.rpartition(':')[2]} land on one node", len(one_writer) == 1,
-             f"every middleware host wrote to {sorted(one_writer)}"),
-            (f"reads through {read.rpartition(':')[2]} rotate", rotated, detail),
-        ]
+        checks += _split_through_haproxy(shell, mw, name, db["writeEndpoint"], db["readEndpoint"], password)
     return checks
 
 
@@ -273,45 +245,61 @@ def _remote_databases(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     checks: list[Check] = []
     for key, db in sorted(remote.items()):
         password = shell.sql(configdb, f"SELECT password FROM configdb.db_pool WHERE name = '{db['userdb']}'")
-        write, read = _endpoint(db, "write"), _endpoint(db, "read")
+        write, read = db["writeHost"], db["readHost"]
         if db["kind"] == "galera":
-            # Each answer names its node by wsrep_node_address: it must be one of that cluster's nodes.
+            # Each answer names its cluster and its node (wsrep_node_address): one of that cluster's.
             nodes = set(db["nodeAddresses"])
-            query = "SELECT CONCAT(@@wsrep_cluster_name, ' ', @@hostname, ' ', @@wsrep_node_address)"
 
-            def ask(host: str, endpoint: str, times: int) -> Counter:
-                return Counter(shell.sql(host, query, _via(endpoint), password) for _ in range(times))
+            def belongs(answer: str, cluster=db["clusterName"], nodes=nodes) -> bool:
+                name, _, address = answer.split()
+                return name == cluster and address.split(":")[0] in nodes
 
-            def members(answers) -> bool:
-                return all(a.split()[2].split(":")[0] in nodes for a in answers)
-
-            writers = {h: ask(h, write, 6) for h in mw}
-            seen = {w for c in writers.values() for w in c}
-            expected = db.get("clusterName")
-            checks.append((f"remote {key}: writes through {write.rpartition(':')[2]} land on one node",
-                           len(seen) == 1 and members(seen) and (expected is None or {w.split()[0] for w in seen} == {expected}),
-                           f"every middleware host wrote to {sorted(seen)} (nodes {sorted(nodes)})"))
-            readers: dict[str, Counter] = {}
-
-            def rotate() -> bool:
-                readers.update({h: ask(h, read, 6) for h in mw})
-                return all(len(c) > 1 and members(c) for c in readers.values())
-
-            rotated = _eventually(rotate, 15)
-            listener = f"mysql-read-{key.split('/', 1)[1]}"
-            detail = "; ".join(f"{h}: {dict(c)}" for h, c in readers.items())
-            if not rotated:
-                detail += "; HAProxy: " + "; ".join(f"{h}: {_haproxy_servers(shell, h, listener)}" for h in mw)
-            checks.append((f"remote {key}: reads through {read.rpartition(':')[2]} rotate", rotated, detail))
+            checks += _split_through_haproxy(
+                shell, mw, key.split("/", 1)[1], write, read, password, label=f"remote {key}: ",
+                query="SELECT CONCAT(@@wsrep_cluster_name, ' ', @@hostname, ' ', @@wsrep_node_address)",
+                belongs=belongs)
         else:
             for role, endpoint in (("write", write), ("read", read)):
                 if not endpoint:
                     continue
                 answers = {h: shell.sql(h, "SELECT CONCAT(@@hostname, ' read_only=', @@read_only)", _via(endpoint),
                                         password) for h in mw}
-                checks.append((f"remote {key}: {role} instance {endpoint} answers", bool(answers) and all(answers.values()),
-                               "; ".join(f"{h}: {a}" for h, a in answers.items())))
+                checks.append((f"remote {key}: {role} instance {endpoint} answers",
+                               bool(answers) and all(answers.values()), "; ".join(f"{h}: {a}" for h, a in answers.items())))
     return checks
+
+
+def _split_through_haproxy(shell: Shell, mw: list[str], cluster: str, write: str, read: str, password: str,
+                           label: str = "", query: str = "SELECT @@hostname",
+                           belongs: Callable[[str], bool] = lambda answer: True) -> list[Check]:
+    """One Galera cluster through every middleware node's HAProxy (`write`/`read`: 127.0.0.1:port):
+    writes from all of them land on one node, reads rotate on each; every answer to `query` is one
+    the cluster may give (`belongs`)."""
+    def ask(endpoint: str) -> dict[str, Counter]:
+        return {h: Counter(shell.sql(h, query, endpoint, password) for _ in range(6)) for h in mw}
+
+    one_writer = {w for c in ask(write).values() for w in c}
+    readers: dict[str, Counter] = {}
+
+    def rotate() -> bool:
+        readers.update(ask(read))
+        return all(len(c) > 1 and all(map(belongs, c)) for c in readers.values())
+
+    # Right after a recovery clustercheck can keep a node out of mysql-read for a moment (not
+    # Synced yet, or a donor; rise 2 at 500 ms): a first sample on one node is not yet a failure.
+    # (CI saw {'gdb1': 6} on both middleware hosts once, just after a converge rejoined a node.)
+    rotated = _eventually(rotate, 15)
+    detail = "; ".join(f"{h}: {dict(c)}" for h, c in readers.items())
+    if not rotated:
+        listener = ProxiedCluster(cluster, [], 0, 0).listeners[0]
+        detail += f"; {listener} in HAProxy: " + "; ".join(f"{h}: {_haproxy_servers(shell, h, listener)}"
+                                                           for h in mw)
+    return [
+        (f"{label}writes through {write.rpartition(':')[2]} land on one node",
+         len(one_writer) == 1 and all(map(belongs, one_writer)),
+         f"every middleware host wrote to {sorted(one_writer)}"),
+        (f"{label}reads through {read.rpartition(':')[2]} rotate", rotated, detail),
+    ]
 
 
 def _haproxy_servers(shell: Shell, host: str, listener: str) -> str:
@@ -397,7 +385,7 @@ def _configdb_rows(shell: Shell, state: dict, outputs: dict) -> list[Check]:
     # Another stack's userdbs: registered at the endpoints this stack reaches them by.
     urls, bad = {}, []
     for key, db in (outputs.get("remoteDatabases") or {}).items():
-        for name, endpoint in ((db["userdb"], _endpoint(db, "write")), (f"{db['userdb']}_read", _endpoint(db, "read"))):
+        for name, endpoint in ((db["userdb"], db["writeHost"]), (f"{db['userdb']}_read", db["readHost"])):
             if endpoint:
                 url = (pools.get(name) or ["", ""])[1]
                 urls[name] = url
