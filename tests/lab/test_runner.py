@@ -36,18 +36,13 @@ RUN_TIMEOUT = 120
 sys.path.insert(0, str(ROOT))
 
 from lab import runner, runner_state  # noqa: E402
+from loopback import free_port  # noqa: E402
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 pytestmark = pytest.mark.skipif(
     not (os.path.exists(SSHD) and shutil.which("ssh-keygen") and os.geteuid() == 0),
     reason="needs root, /usr/sbin/sshd and ssh-keygen (apt-get install -y openssh-server)",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +52,7 @@ def sshd(tmp_path_factory):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
                        check=True, timeout=30)
     shutil.copy(d / "client_key.pub", d / "authorized_keys")
-    port = _free_port()
+    port = free_port()
     (d / "sshd_config").write_text(f"""\
 ListenAddress 127.0.0.1
 HostKey {d}/host_key

@@ -27,6 +27,7 @@ import sys
 import time
 
 import pytest
+from loopback import free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 STANDINS = REPO / "lab" / "standins"
@@ -49,12 +50,6 @@ DB_PASS = "db-Secret-1"
 MASTER_PASS = "master-Secret-2"
 ADMIN_PASS = "ctxadmin-Secret-3"
 USER_PASS = "user-Secret-4"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port_closed(port, timeout=10):
