@@ -6,9 +6,10 @@ build the estate, export the outputs other stacks reference (named in components
 
 import pulumi
 
-from components.core import config
+from components.core import collector, config
 from components.estate import Estate
 
+collector.tune_for_evaluation()
 cfg = config.load()
 estate = Estate("ox", cfg)
 

@@ -41,6 +41,8 @@ from typing import Any, Callable
 
 import yaml
 
+from .core import collector
+
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "ox-estate"
 SECRET = "<secret>"
@@ -259,7 +261,8 @@ def evaluate(stack: str, overrides: dict[str, Any] | None = None,
 
         return resolve()
 
-    program()
+    with collector.restored():
+        program()
     for step in ev.steps:
         step.dependencies = sorted({urns[u] for u in step.dependencies if u in urns})
     ev.steps.sort(key=lambda s: s.name)

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
+from components.core import collector
+
 from . import runner_state as rs
 from .monitor import STACK_TYPE, STACKREF_TYPE, Lab
 from .stackconfig import LabRunError
@@ -130,7 +132,8 @@ def execute_program(lab: Lab, program_dir: Path, config: dict[str, str],
         os.chdir(program_dir)
         sys.path.insert(0, str(program_dir))
         sys.argv = [str(main)]
-        contextvars.copy_context().run(inner)
+        with collector.restored():  # the program may tune the collector for itself
+            contextvars.copy_context().run(inner)
     except BaseException as exn:  # noqa: BLE001 reported by the caller
         error = exn
         if isinstance(exn, KeyboardInterrupt):

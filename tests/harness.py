@@ -19,6 +19,7 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 
+from components.core import collector
 from components.plan import AWS_LOOKUPS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,7 +238,8 @@ def run_program(config: dict[str, Any], secret_keys: set[str], mocks: pulumi.run
 
         return resolve()
 
-    program()
+    with collector.restored():
+        program()
     return recording
 
 

@@ -10,6 +10,7 @@ these tests pin the shape, which does not depend on how loaded the machine is.
 from __future__ import annotations
 
 import copy
+import gc
 
 import pytest
 from pulumi.runtime.rpc import UNKNOWN
@@ -76,3 +77,24 @@ def test_a_new_middleware_node_leaves_the_database_steps_as_they_are(stack_confi
     for name in DB_STEPS:
         assert after[name] == before[name], name
         assert isinstance(after[name]["create"], str) and "bash -c" in after[name]["create"], name
+
+
+class _CollectorSeen(UnitMocks):
+    """UnitMocks that note the cycle collector's settings while the program registers."""
+
+    def __init__(self):
+        self.seen: set[tuple] = set()
+
+    def new_resource(self, args):
+        self.seen.add((gc.get_threshold(), gc.get_freeze_count() > 0))
+        return super().new_resource(args)
+
+
+def test_the_program_runs_with_the_collector_tuned_and_a_test_process_gets_it_back(stack_config):
+    """__main__.py sets the collector for one evaluation (components/core/collector.py: half the CPU
+    at 1,000 hosts otherwise); a process that runs it again and again has it as it was afterwards."""
+    before = gc.get_threshold()
+    mocks = _CollectorSeen()
+    run_program(stack_config(), SECRET, mocks)
+    assert mocks.seen == {((200_000, 30, 30), True)}
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
