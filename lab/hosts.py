@@ -42,6 +42,8 @@ composed estate (a database stack, a middleware stack reading it through a
 StackReference) share a network but are created and destroyed separately.
 The bridge goes with the last lab on it; a host's address must not be one a
 host of another lab on the bridge already has; a bridge carries one subnet.
+The bridge, veths and netns addresses are set up by lab/hostnet.py; this
+module keeps the hosts' lifecycle (init, keys, files, SSH, create/destroy).
 
 CLI: ``python -m lab.hosts create db1=10.213.0.11 db2=10.213.0.12``,
 ``python -m lab.hosts destroy``, ``python -m lab.hosts list``,
@@ -65,8 +67,12 @@ import socket
 import subprocess
 import sys
 import time
-import zlib
 from dataclasses import dataclass
+
+# The network plumbing (bridge, veths, netns addresses) lives in hostnet; LabError and _sh too,
+# as hostnet sits below this module. LabError stays importable from here (lab.hosts.LabError).
+from .hostnet import (LabError, _addresses_on_bridge, _bridge_locked, _bridge_ports, _ensure_bridge,
+                      _ensure_net, _link_exists, _netns_exists, _sh, _veth_name)
 
 __all__ = [
     "LabError",
@@ -103,10 +109,6 @@ BLOCK_END = "# END ox-lab hosts"
 # Launchers this process started, kept so that they are reaped properly (and
 # Popen does not warn about a child "still running" when it is collected).
 _LAUNCHERS: dict[int, subprocess.Popen] = {}
-
-
-class LabError(RuntimeError):
-    """The lab cannot be created or used as asked."""
 
 
 @dataclass(frozen=True)
@@ -166,30 +168,6 @@ def _ensure_filestore() -> None:
 # Small helpers
 
 
-def _sh(argv: list[str], *, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, input=input, capture_output=True)
-    if check and proc.returncode != 0:
-        raise LabError(
-            f"command failed ({proc.returncode}): {' '.join(argv)}\n"
-            f"{proc.stderr.decode(errors='replace').strip()}"
-        )
-    return proc
-
-
-def _link_exists(dev: str) -> bool:
-    return pathlib.Path("/sys/class/net", dev).exists()
-
-
-def _netns_exists(name: str) -> bool:
-    return pathlib.Path("/run/netns", name).exists()
-
-
-def _veth_name(bridge: str, name: str) -> str:
-    # Interface names are limited to 15 bytes and host names may be 31, so the
-    # root-side veth is named by a hash of (bridge, host).
-    return "oxv%08x" % zlib.crc32(f"{bridge}/{name}".encode())
-
-
 def _start_time(pid: int) -> int | None:
     """Start time (clock ticks since boot) of a live, non-zombie process."""
     try:
@@ -229,20 +207,6 @@ def _locked():
     """Serialise create/destroy on one state dir."""
     state_dir().mkdir(parents=True, exist_ok=True)
     with open(state_dir() / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def _bridge_locked(bridge: str):
-    """Serialise the setup and removal of one bridge across state dirs (whose
-    own locks do not see each other): a destroy must not delete the bridge
-    between another lab's _ensure_bridge and its veths joining it."""
-    lock_dir = pathlib.Path("/run/lock") if pathlib.Path("/run/lock").is_dir() else pathlib.Path("/tmp")
-    with open(lock_dir / f"ox-lab-bridge-{bridge}.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -344,80 +308,6 @@ def _ensure_host_keys(name: str) -> None:
             continue
         key.unlink(missing_ok=True)
         _sh(["ssh-keygen", "-q", "-t", ktype, "-N", "", "-C", f"root@{name}", "-f", str(key)])
-
-
-def _ensure_bridge(bridge: str, gateway: str, prefixlen: int) -> None:
-    if not _link_exists(bridge):
-        _sh(["ip", "link", "add", bridge, "type", "bridge"])
-    cidr = f"{gateway}/{prefixlen}"
-    # A bridge another lab already uses keeps its address: labs sharing a bridge share its subnet
-    # (the runner reaches every host from .1), so a second subnet on it is refused, not added.
-    present = re.findall(r"inet (\S+)", _sh(["ip", "-o", "-4", "addr", "show", "dev", bridge]).stdout.decode())
-    others = [a for a in present if a != cidr]
-    if others:
-        raise LabError(f"bridge {bridge} carries {', '.join(others)} (another lab's subnet); "
-                       f"a shared bridge carries one subnet: use {others[0]}'s network or another bridge")
-    if not present:
-        _sh(["ip", "addr", "add", cidr, "dev", bridge])
-    _sh(["ip", "link", "set", bridge, "up"])
-
-
-def _bridge_ports(bridge: str) -> list[dict]:
-    """The interfaces enslaved to the bridge (every lab's hosts' veths, as `ip -j link` describes
-    them), empty if it has none or does not exist."""
-    if not _link_exists(bridge):
-        return []
-    return json.loads(_sh(["ip", "-j", "link", "show", "master", bridge], check=False).stdout.decode() or "[]")
-
-
-def _addresses_on_bridge(bridge: str) -> dict[str, str]:
-    """address -> netns of every lab host on the bridge, this lab's and other state dirs' alike:
-    each bridge port's peer netns (by its id), and that netns's eth0 address."""
-    links = _bridge_ports(bridge)
-    if not links:
-        return {}
-    ids = {}
-    for ns in json.loads(_sh(["ip", "-j", "netns", "list"]).stdout.decode() or "[]"):
-        if "id" in ns:
-            ids[ns["id"]] = ns["name"]
-    found = {}
-    for link in links:
-        ns = ids.get(link.get("link_netnsid"))
-        if ns is None:
-            continue
-        out = _sh(["ip", "-n", ns, "-o", "-4", "addr", "show", "dev", "eth0"], check=False).stdout.decode()
-        for cidr in re.findall(r"inet (\S+)", out):
-            found[cidr.split("/")[0]] = ns
-    return found
-
-
-def _ensure_net(bridge: str, name: str, address: str, prefixlen: int) -> None:
-    """netns NAME with eth0 = ADDRESS, its veth peer enslaved to the bridge."""
-    if not _netns_exists(name):
-        _sh(["ip", "netns", "add", name])
-    veth = _veth_name(bridge, name)
-    peer_ok = _sh(["ip", "-n", name, "link", "show", "eth0"], check=False).returncode == 0
-    if _link_exists(veth) and not peer_ok:
-        # Our veth's peer is in some other (e.g. orphaned) namespace.
-        _sh(["ip", "link", "del", veth])
-    if not _link_exists(veth):
-        # A lone eth0 in the netns would be a leftover whose peer is gone.
-        if peer_ok:
-            _sh(["ip", "-n", name, "link", "del", "eth0"], check=False)
-        # A MAC derived from the address (like Docker's 02:42:...): a rebuilt
-        # host keeps its MAC, so neighbour caches of the runner and of the
-        # other hosts stay right. With a random MAC a rebuilt host was
-        # unreachable for 30+ s, until the stale ARP entries timed out.
-        mac = "02:4f:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
-        _sh(["ip", "link", "add", veth, "type", "veth",
-             "peer", "name", "eth0", "address", mac, "netns", name])
-    _sh(["ip", "link", "set", veth, "master", bridge, "up"])
-    cidr = f"{address}/{prefixlen}"
-    if cidr not in _sh(["ip", "-n", name, "-o", "-4", "addr", "show", "dev", "eth0"]).stdout.decode():
-        _sh(["ip", "-n", name, "addr", "flush", "dev", "eth0"])
-        _sh(["ip", "-n", name, "addr", "add", cidr, "dev", "eth0"])
-    _sh(["ip", "-n", name, "link", "set", "eth0", "up"])
-    _sh(["ip", "-n", name, "link", "set", "lo", "up"])
 
 
 def _init_healthy(entry: dict) -> bool:
