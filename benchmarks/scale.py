@@ -1,8 +1,10 @@
 """How evaluating the whole program under mocks grows with the estate's size.
 
-    .venv/bin/python -m benchmarks.scale [--hosts 10,100,300,1000] [--frontends N] [--timeout 900]
+    .venv/bin/python -m benchmarks.scale [--hosts 10,100,300,1000] [--frontends N] [--galera-clusters N]
+                                         [--timeout 900]
 
-For each size it builds a static-hosts stack config in memory (one Galera cluster of 3, a GTID
+For each size it builds a static-hosts stack config in memory (one Galera cluster of 3, or
+`--galera-clusters` of them, each a userdb and the first also the configdb; a GTID
 pair, a standalone server, one NFS server, 40% middleware nodes, 4% dedicated frontends or
 `--frontends` of them, the rest hosts with no role, which get only the baseline and the
 firewall), runs `__main__.py` under the
@@ -30,36 +32,41 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEYS = {"sshPrivateKey"}
 
 
-def estate_shape(hosts: int, frontends: int | None = None) -> dict[str, int]:
+def estate_shape(hosts: int, frontends: int | None = None, galera_clusters: int = 1) -> dict[str, int]:
     """How many hosts each tier gets at this size; the rest have no role."""
-    fixed = 3 + 2 + 1 + 1  # galera, gtid pair, standalone, nfs
+    fixed = 3 * galera_clusters + 2 + 1 + 1  # galera, gtid pair, standalone, nfs
     web = frontends or max(1, round(0.04 * hosts))
     mw = max(2, min(round(0.4 * hosts), 500, hosts - fixed - web))
     if fixed + web + mw > hosts:
         raise SystemExit(f"{hosts} hosts is too few: the smallest estate here has {fixed + web + 2}")
-    return {"galera": 3, "gtid": 2, "standalone": 1, "nfs": 1, "mw": mw, "web": web,
+    return {"galera": 3 * galera_clusters, "gtid": 2, "standalone": 1, "nfs": 1, "mw": mw, "web": web,
             "plain": hosts - fixed - web - mw}
 
 
-def stack_config(hosts: int, ssh_key: str, frontends: int | None = None) -> dict:
+def stack_config(hosts: int, ssh_key: str, frontends: int | None = None, galera_clusters: int = 1) -> dict:
     """A valid static-hosts stack config (keys without namespace) with `hosts` hosts."""
-    shape = estate_shape(hosts, frontends)
+    shape = estate_shape(hosts, frontends, galera_clusters)
     names: dict[str, list[str]] = {role: [f"{role}{i + 1}" for i in range(n)] for role, n in shape.items()}
     all_names = [n for group in names.values() for n in group]
     host_list = [{"name": n, "address": f"10.{1 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}"}
                  for i, n in enumerate(all_names)]
+    galera = names["galera"]
+    clusters = [{"name": f"users{k + 1}", "nodes": galera[3 * k:3 * k + 3]} for k in range(galera_clusters)]
+    # One cluster: the single-cluster keys, as the figures before --galera-clusters were taken.
+    topology = ({"galera": {"nodes": galera}, "configdb": "galera", "userdbs": ["galera", "gtid", "standalone"]}
+                if galera_clusters == 1 else
+                {"galeraClusters": clusters, "configdb": "users1",
+                 "userdbs": [c["name"] for c in clusters] + ["gtid", "standalone"]})
     return {
         "provider": "static",
         "ssh": {"user": "root"},
         "sshPrivateKey": ssh_key,
         "hosts": host_list,
         "database": {
-            "galera": {"nodes": names["galera"]},
+            **topology,
             "gtid": {"master": {"host": names["gtid"][0], "serverId": 1},
                      "slave": {"host": names["gtid"][1], "serverId": 2}},
             "standalone": {"host": names["standalone"][0], "serverId": 3},
-            "configdb": "galera",
-            "userdbs": ["galera", "gtid", "standalone"],
         },
         "middleware": {"nodes": [{"host": n, "jkroute": f"OX{i + 1}"} for i, n in enumerate(names["mw"])]},
         "filestore": {"server": names["nfs"][0]},
@@ -76,7 +83,7 @@ def ssh_key() -> str:
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()).decode()
 
 
-def measure(hosts: int, frontends: int | None) -> dict:
+def measure(hosts: int, frontends: int | None, galera_clusters: int = 1) -> dict:
     """One evaluation in this process (the child): the figures of one row."""
     import resource
     import time
@@ -84,7 +91,7 @@ def measure(hosts: int, frontends: int | None) -> dict:
     sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     import harness  # sets nothing up by itself; run_program sets the mocks before the program runs
 
-    config = stack_config(hosts, ssh_key(), frontends)
+    config = stack_config(hosts, ssh_key(), frontends, galera_clusters)
     start, cpu = time.perf_counter(), time.process_time()
     recording = harness.run_program(config, SECRET_KEYS)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -93,8 +100,8 @@ def measure(hosts: int, frontends: int | None) -> dict:
             "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def run_child(hosts: int, frontends: int | None, timeout: float) -> dict | None:
-    extra = ["--frontends", str(frontends)] if frontends else []
+def run_child(hosts: int, frontends: int | None, timeout: float, galera_clusters: int = 1) -> dict | None:
+    extra = (["--frontends", str(frontends)] if frontends else []) + ["--galera-clusters", str(galera_clusters)]
     try:
         done = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--child", str(hosts), *extra], cwd=ROOT,
                               capture_output=True, text=True, timeout=timeout)
@@ -134,15 +141,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", default="10,100,300,1000", help="sizes, comma-separated")
     parser.add_argument("--frontends", type=int, help="frontend hosts at every size (default: 4%% of the hosts)")
+    parser.add_argument("--galera-clusters", type=int, default=1, help="Galera clusters of 3 nodes (default 1)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per size")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(args.child, args.frontends)))
+        print(json.dumps(measure(args.child, args.frontends, args.galera_clusters)))
         return
     rows = []
     for hosts in [int(h) for h in args.hosts.split(",")]:
-        row = run_child(hosts, args.frontends, args.timeout)
+        row = run_child(hosts, args.frontends, args.timeout, args.galera_clusters)
         if row is None:
             break
         rows.append(row)

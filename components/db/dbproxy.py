@@ -3,6 +3,7 @@
 Creates:
 - `<name>-<db>-clustercheck` on every node of every Galera cluster: the clustercheck service on
   :9200, which answers `/` on Synced nodes and `/master` on its cluster's single writer;
+- `<name>-clusterchecks-ready` with several Galera clusters: a waypoint after every clustercheck;
 - `<name>-<mw>-haproxy` on every middleware node: one HAProxy with a read listener (round robin)
   and a write listener (the writer) per cluster (this stack's, and another stack's read through
   `database.fromStacks`) on 127.0.0.1, waiting until each has one writer UP;
@@ -23,7 +24,7 @@ import pulumi
 
 from ..core.hosts import Host
 from ..core.parse import parse_json_line
-from ..core.remote import run_script
+from ..core.remote import run_script, waypoint
 from ..core.render import render, verbatim
 
 CLUSTERCHECK_DIR = "/usr/local/lib/ox-estate"
@@ -90,6 +91,13 @@ class ReadWriteSplit(pulumi.ComponentResource):
                                          # openexchange waits for them).
                                          depends_on=[cluster.verified[h.name]] if h.name in cluster.verified else []))
 
+        # Every HAProxy waits for every clustercheck. With several clusters, through one waypoint:
+        # middleware nodes + checks edges, not middleware nodes x checks (both grow with the estate).
+        # One cluster's 3 checks stay direct, so an estate with one cluster keeps its steps.
+        local = [c for c in args.clusters if not c.remote]
+        if len(local) > 1 and args.mw_hosts:
+            checks = [waypoint(f"{name}-clusterchecks-ready", local[0].hosts[0], "every clustercheck started",
+                               checks, parent=self)]
         proxies = haproxy_steps(name, self, args.mw_hosts, args.clusters, args.converter_frontends, depends_on=checks)
         self.endpoints = {c.name: {"writeEndpoint": f"127.0.0.1:{c.write_port}", "readEndpoint": f"127.0.0.1:{c.read_port}"}
                           for c in args.clusters}

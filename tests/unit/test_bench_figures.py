@@ -94,3 +94,17 @@ def test_the_bench_stack_is_the_lab_stack_but_for_addresses_and_names():
         lab = re.sub(rf"\b{name}\b", f"b{name}", lab)
     bench = (ROOT / "stacks" / "Pulumi.lab-bench.yaml").read_text()
     assert yaml.safe_load(lab)["config"] == yaml.safe_load(bench)["config"]
+
+
+def test_the_scale_estate_with_twenty_galera_clusters_is_a_valid_stack(ssh_key):
+    """The issue's 1,000-host shape: 20 Galera clusters, each a userdb, 400 middleware nodes, 40
+    frontends; the config model takes it as a stack config (each cluster its own three hosts)."""
+    from benchmarks.scale import estate_shape, stack_config
+    from components.core import config
+
+    shape = estate_shape(1000, 40, 20)
+    assert (shape["galera"], shape["mw"], shape["web"]) == (60, 400, 40)
+    cfg = config.parse(stack_config(1000, ssh_key, 40, 20), {"sshPrivateKey"})
+    clusters = cfg.database.galera_clusters
+    assert len(clusters) == 20 and len({n for c in clusters for n in c.nodes}) == 60
+    assert cfg.database.configdb == "users1" and len(cfg.database.userdbs) == 22
