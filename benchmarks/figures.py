@@ -156,8 +156,9 @@ def growth_exponent(xs: list[float], ys: list[float]) -> float | None:
     return slope(xs, ys) if len(set(xs)) >= 2 else None
 
 
-def scale_section(rows: list[dict]) -> list[Figure]:
-    """One row per size with its ratio to the smallest size, then the fitted exponents."""
+def scale_section(rows: list[dict], untuned: dict | None = None) -> list[Figure]:
+    """One row per size with its ratio to the smallest size, then the fitted exponents; with
+    `untuned` (the largest size with CPython's own collector settings), that row against it."""
     out = []
     if not rows:
         return out
@@ -176,4 +177,10 @@ def scale_section(rows: list[dict]) -> list[Figure]:
         k = growth_exponent(hosts, [r[key] for r in rows])
         out.append(Figure(f"growth exponent, {label}", None if k is None else round(k, 2),
                           note="y ~ hosts^k; 1 = linear"))
+    tuned = next((r for r in rows if untuned and r["hosts"] == untuned["hosts"]), None)
+    if tuned:
+        out.append(Figure(f"{tuned['hosts']:,} hosts: evaluation, CPython's collector", float(untuned["cpu_seconds"]),
+                          "CPU s", f"tuned {tuned['cpu_seconds']:.1f} s", ratio(untuned["cpu_seconds"],
+                                                                            tuned["cpu_seconds"]),
+                          note=f"peak {untuned['peak_mb']:,.0f} MB against {tuned['peak_mb']:,.0f} MB"))
     return out

@@ -1,7 +1,7 @@
 """How evaluating the whole program under mocks grows with the estate's size.
 
     .venv/bin/python -m benchmarks.scale [--hosts 10,100,300,1000] [--frontends N] [--galera-clusters N]
-                                         [--timeout 900]
+                                         [--untuned-collector] [--timeout 900]
 
 For each size it builds a static-hosts stack config in memory (one Galera cluster of 3, or
 `--galera-clusters` of them, each a userdb and the first also the configdb; a GTID
@@ -83,13 +83,18 @@ def ssh_key() -> str:
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()).decode()
 
 
-def measure(hosts: int, frontends: int | None, galera_clusters: int = 1) -> dict:
-    """One evaluation in this process (the child): the figures of one row."""
+def measure(hosts: int, frontends: int | None, galera_clusters: int = 1, untuned: bool = False) -> dict:
+    """One evaluation in this process (the child): the figures of one row. untuned: the cycle
+    collector as CPython sets it, not as __main__.py does (components/core/collector.py)."""
     import resource
     import time
 
     sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     import harness  # sets nothing up by itself; run_program sets the mocks before the program runs
+    from components.core import collector
+
+    if untuned:
+        collector.tune_for_evaluation = lambda: None
 
     config = stack_config(hosts, ssh_key(), frontends, galera_clusters)
     start, cpu = time.perf_counter(), time.process_time()
@@ -100,8 +105,10 @@ def measure(hosts: int, frontends: int | None, galera_clusters: int = 1) -> dict
             "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def run_child(hosts: int, frontends: int | None, timeout: float, galera_clusters: int = 1) -> dict | None:
-    extra = (["--frontends", str(frontends)] if frontends else []) + ["--galera-clusters", str(galera_clusters)]
+def run_child(hosts: int, frontends: int | None, timeout: float, galera_clusters: int = 1,
+              untuned: bool = False) -> dict | None:
+    extra = ((["--frontends", str(frontends)] if frontends else []) + ["--galera-clusters", str(galera_clusters)]
+             + (["--untuned-collector"] if untuned else []))
     try:
         done = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--child", str(hosts), *extra], cwd=ROOT,
                               capture_output=True, text=True, timeout=timeout)
@@ -142,15 +149,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hosts", default="10,100,300,1000", help="sizes, comma-separated")
     parser.add_argument("--frontends", type=int, help="frontend hosts at every size (default: 4%% of the hosts)")
     parser.add_argument("--galera-clusters", type=int, default=1, help="Galera clusters of 3 nodes (default 1)")
+    parser.add_argument("--untuned-collector", action="store_true",
+                        help="the cycle collector as CPython sets it (to compare with __main__.py's)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per size")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(args.child, args.frontends, args.galera_clusters)))
+        print(json.dumps(measure(args.child, args.frontends, args.galera_clusters, args.untuned_collector)))
         return
     rows = []
     for hosts in [int(h) for h in args.hosts.split(",")]:
-        row = run_child(hosts, args.frontends, args.timeout, args.galera_clusters)
+        row = run_child(hosts, args.frontends, args.timeout, args.galera_clusters, args.untuned_collector)
         if row is None:
             break
         rows.append(row)

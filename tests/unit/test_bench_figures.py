@@ -108,3 +108,13 @@ def test_the_scale_estate_with_twenty_galera_clusters_is_a_valid_stack(ssh_key):
     clusters = cfg.database.galera_clusters
     assert len(clusters) == 20 and len({n for c in clusters for n in c.nodes}) == 60
     assert cfg.database.configdb == "users1" and len(cfg.database.userdbs) == 22
+
+
+def test_the_untuned_collector_row_stands_beside_the_tuned_one():
+    rows = [{"hosts": 10, "resources": 100, "cpu_seconds": 1.0, "seconds": 1.2, "peak_mb": 80.0},
+            {"hosts": 100, "resources": 900, "cpu_seconds": 8.0, "seconds": 9.0, "peak_mb": 180.0}]
+    untuned = {"hosts": 100, "resources": 900, "cpu_seconds": 12.0, "seconds": 13.0, "peak_mb": 170.0}
+    last = figures.scale_section(rows, untuned)[-1]
+    assert (last.label, last.value, last.ratio) == ("100 hosts: evaluation, CPython's collector", 12.0, 1.5)
+    assert last.baseline == "tuned 8.0 s" and "170 MB against 180 MB" in last.note
+    assert not [f for f in figures.scale_section(rows) if "collector" in f.label]
