@@ -1,7 +1,7 @@
 """CPython's cycle collector, set for one evaluation of the program.
 
 What the program builds lives until it ends: resources, their Outputs and futures, millions of
-objects at 1,000 hosts, which the collector would rescan at every pass (about half the CPU there:
+objects at 1,000 hosts, which the collector would rescan at every pass (30 to 40% of the CPU there:
 `python -m benchmarks.scale`). Reference counting frees everything else at once, so the collector
 may run rarely and skip what the imports made.
 """

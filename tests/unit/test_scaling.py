@@ -91,7 +91,7 @@ class _CollectorSeen(UnitMocks):
 
 
 def test_the_program_runs_with_the_collector_tuned_and_a_test_process_gets_it_back(stack_config):
-    """__main__.py sets the collector for one evaluation (components/core/collector.py: half the CPU
+    """__main__.py sets the collector for one evaluation (components/core/collector.py: 30 to 40% of the CPU
     at 1,000 hosts otherwise); a process that runs it again and again has it as it was afterwards."""
     before = gc.get_threshold()
     mocks = _CollectorSeen()
